@@ -1,0 +1,60 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Immutable descriptions of vhost-scsi endpoints."""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class VhostLun:
+    """One LUN of an endpoint and the block device behind it."""
+
+    lun: int
+    device_path: str
+    backstore: str
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(lun=int(data['lun']), device_path=data['device_path'],
+                   backstore=data['backstore'])
+
+
+@dataclasses.dataclass(frozen=True)
+class VhostEndpoint:
+    """A vhost target WWN, its TPG and nexus, and the LUNs it exports.
+
+    ``wwn`` is what the kernel reports, which is the string to hand to
+    QEMU (``-device vhost-scsi-pci,wwpn=...``) or libvirt.
+    """
+
+    wwn: str
+    tpgt: int
+    nexus: str
+    luns: tuple
+
+    def __post_init__(self):
+        object.__setattr__(self, 'luns', tuple(self.luns))
+
+    def to_dict(self):
+        return {'wwn': self.wwn, 'tpgt': self.tpgt, 'nexus': self.nexus,
+                'luns': [lun.to_dict() for lun in self.luns]}
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(wwn=data['wwn'], tpgt=int(data['tpgt']),
+                   nexus=data['nexus'],
+                   luns=tuple(VhostLun.from_dict(lun)
+                              for lun in data['luns']))

@@ -1,0 +1,183 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""VhostExecutor: create, delete and list kernel vhost-scsi endpoints.
+
+The executor runs unprivileged. It validates its input, serialises
+mutations with an external lock and runs the privileged helper
+(``vhost-brick-helper``) through ``root_helper``, the way os-brick and
+Cinder run root-wrapped commands. The helper answers in JSON; its exit
+code names the exception to raise here.
+"""
+
+import json
+
+from oslo_concurrency import lockutils
+from oslo_concurrency import processutils
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from vhost_brick import endpoint
+from vhost_brick import exception
+from vhost_brick import opts  # noqa: F401 (registers the options)
+from vhost_brick import validation
+
+
+LOG = logging.getLogger(__name__)
+CONF = cfg.CONF
+
+LOCK_PREFIX = 'vhost-brick-'
+LOCK_NAME = 'endpoints'
+
+
+class Executor:
+    """os-brick style executor: an injectable ``execute`` and a root helper.
+
+    :param root_helper: command prefix that runs a command as root, e.g.
+                        ``sudo vhost-brick-rootwrap
+                        /etc/vhost-brick/rootwrap.conf``
+    :param execute: callable with the signature of
+                    :func:`oslo_concurrency.processutils.execute`; None uses
+                    that function
+    """
+
+    def __init__(self, root_helper, execute=None, *args, **kwargs):
+        if execute is None:
+            execute = processutils.execute
+        self.set_execute(execute)
+        self.set_root_helper(root_helper)
+
+    def set_execute(self, execute):
+        self._execute = execute
+
+    def set_root_helper(self, helper):
+        self._root_helper = helper
+
+
+class VhostExecutor(Executor):
+    """Manage vhost-scsi endpoints (LIO ``vhost`` targets) on this host.
+
+    An endpoint is a vhost target WWN with TPG 1, an I_T nexus and LUN 0
+    backed by a block device; QEMU attaches it with
+    ``-device vhost-scsi-pci,wwpn=<wwn>``.
+
+    :param root_helper: see :class:`Executor`
+    :param execute: see :class:`Executor`
+
+    Options come from the ``[vhost_brick]`` group of ``cfg.CONF``.
+    """
+
+    def create_endpoint(self, device_path, wwn=None, nexus=None):
+        """Export a block device as a new vhost-scsi endpoint.
+
+        Retry-safe: repeating a call with the same ``wwn`` and device
+        returns the existing endpoint. Atomic: on failure nothing this
+        call created is left behind.
+
+        :param device_path: absolute path of a block device; recorded as
+                            given, so stable ``/dev/disk/by-id`` names work
+        :param wwn: target WWN ``naa.`` + 16 hex digits; None generates one
+        :param nexus: I_T nexus WWN, same format; None generates one
+        :returns: the :class:`~vhost_brick.endpoint.VhostEndpoint`
+        :raises: InvalidDevice, InvalidWWN, InvalidNexus, EndpointExists,
+                 DeviceInUse, KernelSupportMissing, HelperFailed
+        """
+        args = ['create', '--device=' + validation.validate_device_path(
+            device_path)]
+        if wwn is not None:
+            args.append('--wwn=' + validation.validate_wwn(wwn))
+        if nexus is not None:
+            args.append('--nexus=' + validation.validate_nexus(nexus))
+        with self._lock():
+            result = endpoint.VhostEndpoint.from_dict(self._helper(*args))
+        LOG.info('Created vhost endpoint %(wwn)s for %(device)s',
+                 {'wwn': result.wwn, 'device': device_path})
+        return result
+
+    def delete_endpoint(self, wwn):
+        """Delete an endpoint, its LUNs and the backstores made for it.
+
+        An unknown WWN is logged and ignored. Backstores that vhost_brick
+        did not create are left in place.
+
+        :raises: InvalidWWN, EndpointInUse (a hypervisor holds the endpoint;
+                 nothing was removed), KernelSupportMissing, HelperFailed
+        """
+        wwn = validation.validate_wwn(wwn)
+        with self._lock():
+            result = self._helper('delete', '--wwn=' + wwn)
+        if result['deleted']:
+            LOG.info('Deleted vhost endpoint %s', wwn)
+        else:
+            LOG.info('No vhost endpoint %s to delete', wwn)
+
+    def get_endpoint(self, wwn):
+        """Return the endpoint with this WWN.
+
+        :raises: InvalidWWN, EndpointNotFound, KernelSupportMissing,
+                 HelperFailed
+        """
+        wwn = validation.validate_wwn(wwn)
+        return endpoint.VhostEndpoint.from_dict(
+            self._helper('show', '--wwn=' + wwn))
+
+    def list_endpoints(self):
+        """Return every vhost endpoint on the host, ours or not."""
+        return [endpoint.VhostEndpoint.from_dict(data)
+                for data in self._helper('list')]
+
+    def verify(self):
+        """Report which kernel pieces vhost-scsi needs are present.
+
+        :returns: dict of check name to bool, see ``vhost-brick-helper
+                  verify``
+        """
+        return self._helper('verify')
+
+    def _lock(self):
+        lock_path = (CONF.vhost_brick.lock_path or
+                     CONF.oslo_concurrency.lock_path)
+        return lockutils.lock(LOCK_NAME, lock_file_prefix=LOCK_PREFIX,
+                              external=bool(lock_path), lock_path=lock_path)
+
+    def _helper(self, *args):
+        cmd = (CONF.vhost_brick.helper_command,) + args
+        try:
+            stdout, _stderr = self._execute(
+                *cmd, run_as_root=True, root_helper=self._root_helper)
+        except processutils.ProcessExecutionError as err:
+            raise _translate(err) from err
+        except OSError as err:
+            raise exception.HelperFailed(cmd=' '.join(cmd), exit_code=None,
+                                         stderr=str(err)) from err
+        try:
+            return json.loads(stdout)
+        except ValueError as err:
+            raise exception.HelperFailed(
+                cmd=' '.join(cmd), exit_code=0,
+                stderr='unparsable output %r' % stdout) from err
+
+
+def _translate(err):
+    """Turn a failed helper run into the exception its exit code names."""
+    cls = exception.by_exit_code(err.exit_code)
+    if cls is not exception.HelperFailed:
+        try:
+            # The error report is the helper's last line on stderr.
+            report = json.loads(err.stderr.strip().splitlines()[-1])
+            return cls(**report['kwargs'])
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            LOG.warning('Helper exited %(code)s with unparsable error '
+                        'output %(stderr)r',
+                        {'code': err.exit_code, 'stderr': err.stderr})
+    return exception.HelperFailed(cmd=err.cmd, exit_code=err.exit_code,
+                                  stderr=err.stderr)

@@ -1,0 +1,133 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""vhost-brick-helper: the privileged half of vhost_brick.
+
+Runs as root (through rootwrap or sudo), validates its arguments again,
+changes LIO under a host-wide lock, and answers in JSON: the result on
+stdout, or ``{"error", "message", "kwargs"}`` on stderr with the exit
+code of that error (see :mod:`vhost_brick.exception`).
+"""
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import sys
+
+from oslo_log import log as logging
+
+from vhost_brick import exception
+from vhost_brick import lio
+
+
+LOG = logging.getLogger(__name__)
+
+PROG = 'vhost-brick-helper'
+# Serialises every helper that changes LIO, whoever runs it.
+LOCK_FILE = '/run/lock/vhost-brick.lock'
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises InvalidArgument instead of exiting."""
+
+    def error(self, message):
+        raise exception.InvalidArgument(reason=message)
+
+
+@contextlib.contextmanager
+def _host_lock():
+    os.makedirs(os.path.dirname(LOCK_FILE), exist_ok=True)
+    with open(LOCK_FILE, 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _create(args):
+    with _host_lock():
+        return lio.create(args.device, wwn=args.wwn, nexus=args.nexus)
+
+
+def _delete(args):
+    with _host_lock():
+        return {'deleted': lio.delete(args.wwn)}
+
+
+def _show(args):
+    return lio.show(args.wwn)
+
+
+def _list(args):
+    return lio.list_endpoints()
+
+
+def _verify(args):
+    report = lio.kernel_support()
+    missing = sorted(name for name, present in report.items() if not present)
+    if missing:
+        raise exception.KernelSupportMissing(
+            reason='missing: %s; load the modules with "modprobe -a '
+                   'target_core_iblock vhost_scsi"' % ', '.join(missing))
+    return report
+
+
+def build_parser():
+    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest='command', required=True,
+                                     parser_class=_Parser)
+
+    create = commands.add_parser(
+        'create', help='export a block device as a new vhost endpoint')
+    create.add_argument('--device', required=True,
+                        help='absolute path of the block device')
+    create.add_argument('--wwn', help='target WWN, naa. + 16 hex digits')
+    create.add_argument('--nexus', help='I_T nexus WWN, same format')
+    create.set_defaults(func=_create)
+
+    for name, func, text in (
+            ('delete', _delete, 'delete an endpoint (no-op if unknown)'),
+            ('show', _show, 'describe one endpoint')):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument('--wwn', required=True, help='target WWN')
+        sub.set_defaults(func=func)
+
+    commands.add_parser('list', help='describe every vhost endpoint'
+                        ).set_defaults(func=_list)
+    commands.add_parser('verify', help='report kernel support for '
+                        'vhost-scsi').set_defaults(func=_verify)
+    return parser
+
+
+def _report_error(err):
+    json.dump({'error': type(err).__name__, 'message': err.msg,
+               'kwargs': err.kwargs}, sys.stderr, default=str)
+    sys.stderr.write('\n')
+
+
+def main(argv=None):
+    """Run one helper command; return its exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        if os.geteuid() != 0:
+            raise exception.PermissionDenied(command=PROG)
+        result = args.func(args)
+    except exception.VhostBrickException as err:
+        _report_error(err)
+        return err.helper_exit_code
+    except Exception as err:
+        LOG.exception('%s failed unexpectedly', PROG)
+        _report_error(exception.BackendError(reason=str(err)))
+        return exception.BackendError.helper_exit_code
+    json.dump(result, sys.stdout)
+    sys.stdout.write('\n')
+    return 0

@@ -1,0 +1,371 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""LIO backend of the privileged helper: vhost endpoints through rtslib-fb.
+
+This is the only module that imports rtslib-fb, and it does so lazily:
+rtslib needs libudev at import time and touches configfs as soon as it
+is used. Every rtslib and OS error is translated into a
+:mod:`vhost_brick.exception` type here, in :func:`_translated`.
+"""
+
+import contextlib
+import errno
+import importlib
+import os
+import subprocess
+
+from oslo_log import log as logging
+
+from vhost_brick import exception
+from vhost_brick import validation
+from vhost_brick import vhostdev
+
+
+LOG = logging.getLogger(__name__)
+
+CONFIGFS = '/sys/kernel/config'
+TARGET_ROOT = CONFIGFS + '/target'
+VHOST_FABRIC = TARGET_ROOT + '/vhost'
+# rtslib-fb refuses to start unless the target dbroot directory exists.
+DBROOT = '/etc/target'
+TPGT = 1
+LUN = 0
+# Backstores this library creates are named after their endpoint, which
+# is how delete and cleanup recognise them and leave all others alone.
+BACKSTORE_PREFIX = 'vhost-brick-'
+_GENERATE_ATTEMPTS = 8
+
+
+def backstore_name(wwn):
+    """Name of the block backstore vhost_brick creates for endpoint wwn."""
+    return BACKSTORE_PREFIX + wwn[len('naa.'):]
+
+
+def _rtslib():
+    try:
+        return importlib.import_module('rtslib_fb')
+    except ImportError as err:
+        raise exception.KernelSupportMissing(
+            reason='rtslib-fb cannot be imported (%s); install rtslib-fb '
+                   'and libudev' % err) from err
+
+
+def _not_found_error(rtslib):
+    """rtslib-fb 2.2 renamed RTSLibNotInCFS to RTSLibNotInCFSError."""
+    return getattr(rtslib.utils, 'RTSLibNotInCFSError', None) or \
+        rtslib.utils.RTSLibNotInCFS
+
+
+@contextlib.contextmanager
+def _translated():
+    """Translate rtslib and OS errors raised inside the block."""
+    rtslib = _rtslib()
+    try:
+        yield rtslib
+    except exception.VhostBrickException:
+        raise
+    except rtslib.RTSLibError as err:
+        if 'Could not create' in str(err) and 'FabricModule' in str(err):
+            raise exception.KernelSupportMissing(
+                reason='%s; run "modprobe vhost_scsi"' % err) from err
+        raise exception.BackendError(reason=str(err)) from err
+    except OSError as err:
+        raise exception.BackendError(reason=str(err)) from err
+
+
+def _modprobe(*modules):
+    subprocess.run(['modprobe', '-a'] + list(modules), check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _prepare(rtslib):
+    """Make configfs and the target core usable, as rtslib expects."""
+    if not os.path.isdir(TARGET_ROOT):
+        _modprobe('configfs', 'target_core_mod')
+        if not os.path.ismount(CONFIGFS):
+            result = subprocess.run(
+                ['mount', '-t', 'configfs', 'configfs', CONFIGFS],
+                check=False, capture_output=True, text=True)
+            if result.returncode:
+                raise exception.KernelSupportMissing(
+                    reason='configfs is not mounted at %s and mounting it '
+                           'failed: %s' % (CONFIGFS, result.stderr.strip()))
+        if not os.path.isdir(TARGET_ROOT):
+            raise exception.KernelSupportMissing(
+                reason='%s is missing; run "modprobe target_core_mod"'
+                       % TARGET_ROOT)
+    os.makedirs(DBROOT, exist_ok=True)
+    rtslib.RTSRoot()
+
+
+def kernel_support():
+    """Report, without changing anything, what vhost-scsi needs.
+
+    :returns: dict of check name to bool
+    """
+    try:
+        importlib.import_module('rtslib_fb')
+        rtslib_ok = True
+    except ImportError:
+        rtslib_ok = False
+    return {
+        'configfs': os.path.ismount(CONFIGFS),
+        'target_core_mod': os.path.isdir(TARGET_ROOT),
+        'target_core_iblock': os.path.isdir('/sys/module/target_core_iblock'),
+        'vhost_scsi': os.path.isdir(VHOST_FABRIC),
+        'vhost_device': os.path.exists(vhostdev.VHOST_SCSI_DEVICE),
+        'rtslib_fb': rtslib_ok,
+    }
+
+
+def _vhost_fabric(rtslib):
+    return rtslib.FabricModule('vhost')
+
+
+def _lookup_target(rtslib, wwn):
+    """Return the vhost target with this WWN, or None."""
+    if not os.path.isdir(VHOST_FABRIC):
+        return None
+    try:
+        return rtslib.Target(_vhost_fabric(rtslib), wwn, mode='lookup')
+    except _not_found_error(rtslib):
+        return None
+
+
+def _describe_lun(lun):
+    storage = lun.storage_object
+    return {'lun': lun.lun, 'device_path': storage.udev_path or '',
+            'backstore': storage.name}
+
+
+def _describe_tpg(target, tpg):
+    return {'wwn': target.wwn, 'tpgt': tpg.tag, 'nexus': tpg.nexus or '',
+            'luns': sorted((_describe_lun(lun) for lun in tpg.luns),
+                           key=lambda lun: lun['lun'])}
+
+
+def _describe(target):
+    """The endpoint dict of a target: its lowest-numbered TPG."""
+    tpgs = sorted(target.tpgs, key=lambda tpg: tpg.tag)
+    if not tpgs:
+        return {'wwn': target.wwn, 'tpgt': TPGT, 'nexus': '', 'luns': []}
+    return _describe_tpg(target, tpgs[0])
+
+
+def _same_device(path_a, path_b):
+    try:
+        return os.stat(path_a).st_rdev == os.stat(path_b).st_rdev
+    except OSError:
+        return path_a == path_b
+
+
+def _check_retry(described, device_path, nexus):
+    """Return the existing endpoint if this create is a retry of its own."""
+    wwn = described['wwn']
+    devices = [lun['device_path'] for lun in described['luns']]
+    if not any(_same_device(dev, device_path) for dev in devices):
+        raise exception.EndpointExists(
+            wwn=wwn, reason='it exports %s, not %s'
+                            % (', '.join(devices) or 'no device',
+                               device_path))
+    if nexus is not None and described['nexus'] != nexus:
+        raise exception.EndpointExists(
+            wwn=wwn, reason='its nexus is %s, not %s'
+                            % (described['nexus'], nexus))
+    LOG.info('vhost endpoint %s already exports %s', wwn, device_path)
+    return described
+
+
+def _holders_of(rtslib, device_path):
+    """Names of LIO backstores configured on the same device."""
+    names = []
+    for storage in rtslib.RTSRoot().storage_objects:
+        udev_path = getattr(storage, 'udev_path', '')
+        if udev_path and _same_device(udev_path, device_path):
+            names.append('%s/%s' % (storage.plugin, storage.name))
+    return names
+
+
+def _check_device_free(rtslib, device_path):
+    """Refuse a device that someone holds exclusively, LIO included.
+
+    An enabled LIO block backstore holds its device exclusively, so one
+    O_EXCL open answers for all of them without scanning configfs; the
+    scan only runs to name the holder in the error.
+    """
+    try:
+        fd = os.open(device_path, os.O_RDONLY | os.O_EXCL | os.O_NONBLOCK)
+    except OSError as err:
+        if err.errno != errno.EBUSY:
+            raise exception.InvalidDevice(device=device_path,
+                                          reason=err.strerror) from err
+        holders = _holders_of(rtslib, device_path)
+        raise exception.DeviceInUse(
+            device=device_path,
+            reason=('exported by LIO backstore %s' % ', '.join(holders)
+                    if holders else 'held open exclusively '
+                                    '(mounted, or used by another driver)')
+        ) from err
+    os.close(fd)
+
+
+def _delete_own_backstore(rtslib, wwn):
+    """Delete the backstore vhost_brick made for wwn; False if none."""
+    try:
+        storage = rtslib.BlockStorageObject(backstore_name(wwn))
+    except _not_found_error(rtslib):
+        return False
+    storage.delete()
+    return True
+
+
+def _set_nexus(rtslib, tpg, nexus):
+    # rtslib gives every new vhost TPG a random nexus; replacing it means
+    # dropping that one first, which the kernel allows until a LUN exists.
+    rtslib.utils.fwrite(os.path.join(tpg.path, 'nexus'), 'NULL')
+    tpg.nexus = nexus
+
+
+def _build(rtslib, device_path, wwn, nexus):
+    """Create backstore, target, TPG, nexus and LUN; undo all on failure."""
+    created = []
+    try:
+        storage = rtslib.BlockStorageObject(backstore_name(wwn),
+                                            dev=device_path)
+        created.append(storage)
+        target = rtslib.Target(_vhost_fabric(rtslib), wwn, mode='create')
+        created.append(target)
+        tpg = rtslib.TPG(target, TPGT, mode='create')
+        _set_nexus(rtslib, tpg, nexus)
+        rtslib.LUN(tpg, LUN, storage)
+        return _describe(target)
+    except BaseException:
+        for obj in reversed(created):
+            try:
+                obj.delete()
+            except (rtslib.RTSLibError, OSError):
+                LOG.exception('Rollback could not delete %s', obj)
+        raise
+
+
+def create(device_path, wwn=None, nexus=None):
+    """Create an endpoint exporting device_path; see VhostExecutor."""
+    validation.validate_device_path(device_path)
+    if wwn is not None:
+        wwn = validation.validate_wwn(wwn)
+    if nexus is not None:
+        nexus = validation.validate_nexus(nexus)
+    with _translated() as rtslib:
+        _prepare(rtslib)
+        if wwn is None:
+            wwn = _unused_wwn(rtslib)
+        else:
+            target = _lookup_target(rtslib, wwn)
+            if target is not None:
+                return _check_retry(_describe(target), device_path, nexus)
+        _check_device_free(rtslib, device_path)
+        if _delete_own_backstore(rtslib, wwn):
+            LOG.warning('Removed backstore %s left behind by an '
+                        'interrupted create', backstore_name(wwn))
+        return _build(rtslib, device_path, wwn,
+                      nexus or validation.generate_wwn())
+
+
+def _unused_wwn(rtslib):
+    for _attempt in range(_GENERATE_ATTEMPTS):
+        wwn = validation.generate_wwn()
+        if _lookup_target(rtslib, wwn) is None:
+            return wwn
+    raise exception.BackendError(reason='no unused WWN found after %d '
+                                        'attempts' % _GENERATE_ATTEMPTS)
+
+
+def show(wwn):
+    """Return the endpoint dict of wwn; raise EndpointNotFound if absent."""
+    wwn = validation.validate_wwn(wwn)
+    with _translated() as rtslib:
+        _prepare(rtslib)
+        target = _lookup_target(rtslib, wwn)
+        if target is None:
+            raise exception.EndpointNotFound(wwn=wwn)
+        return _describe(target)
+
+
+def list_endpoints():
+    """Return one dict per TPG of every vhost target on the host."""
+    with _translated() as rtslib:
+        _prepare(rtslib)
+        if not os.path.isdir(VHOST_FABRIC):
+            return []
+        return [_describe_tpg(target, tpg)
+                for target in _vhost_fabric(rtslib).targets
+                for tpg in sorted(target.tpgs, key=lambda tpg: tpg.tag)]
+
+
+def delete(wwn):
+    """Delete endpoint wwn unless a hypervisor holds it.
+
+    :returns: False when there was no such endpoint
+    """
+    wwn = validation.validate_wwn(wwn)
+    with _translated() as rtslib:
+        _prepare(rtslib)
+        target = _lookup_target(rtslib, wwn)
+        if target is None:
+            if _delete_own_backstore(rtslib, wwn):
+                LOG.warning('Removed backstore %s left behind by an '
+                            'interrupted create', backstore_name(wwn))
+            return False
+        tpgs = list(target.tpgs)
+        removed = []
+        if any(tpg.nexus for tpg in tpgs):
+            # Hold the endpoint while its LUNs go, so no hypervisor can
+            # attach it half-deleted.
+            with vhostdev.claim(wwn):
+                removed = _remove_luns(rtslib, tpgs)
+        else:
+            removed = _remove_luns(rtslib, tpgs)
+        try:
+            target.delete()
+        except OSError as err:
+            if err.errno != errno.EBUSY:
+                raise
+            # A hypervisor attached between the claim and the rmdir.
+            _restore_luns(rtslib, removed)
+            raise exception.EndpointInUse(wwn=wwn) from err
+        _delete_own_backstore(rtslib, wwn)
+        return True
+
+
+def _remove_luns(rtslib, tpgs):
+    """Delete every LUN of tpgs; return what is needed to put them back."""
+    removed = []
+    try:
+        for tpg in tpgs:
+            for lun in list(tpg.luns):
+                storage = lun.storage_object
+                lun.delete()
+                removed.append((tpg, lun.lun, storage))
+    except BaseException:
+        _restore_luns(rtslib, removed)
+        raise
+    return removed
+
+
+def _restore_luns(rtslib, removed):
+    for tpg, lun, storage in removed:
+        try:
+            rtslib.LUN(tpg, lun, storage)
+        except (rtslib.RTSLibError, OSError):
+            LOG.exception('Could not restore LUN %(lun)d of %(tpg)s',
+                          {'lun': lun, 'tpg': tpg})

@@ -1,0 +1,169 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+import io
+import json
+from unittest import mock
+
+import fixtures
+
+from vhost_brick import exception
+from vhost_brick import helper
+from vhost_brick import lio
+from vhost_brick.tests import base
+
+
+WWN = 'naa.5001405000000001'
+ENDPOINT = {'wwn': WWN, 'tpgt': 1, 'nexus': 'naa.5001405000000002',
+            'luns': [{'lun': 0, 'device_path': '/dev/loop0',
+                      'backstore': 'vhost-brick-5001405000000001'}]}
+
+
+class HelperTestCase(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.stdout = self.useFixture(
+            fixtures.MonkeyPatch('sys.stdout', io.StringIO())).new_value
+        self.stderr = self.useFixture(
+            fixtures.MonkeyPatch('sys.stderr', io.StringIO())).new_value
+        self.geteuid = self.useFixture(fixtures.MockPatch(
+            'os.geteuid', return_value=0)).mock
+        self.lock_file = self.useFixture(fixtures.TempDir()).path + '/lock'
+        self.useFixture(fixtures.MonkeyPatch(
+            'vhost_brick.helper.LOCK_FILE', self.lock_file))
+        self.lio = self.useFixture(fixtures.MockPatchObject(
+            helper, 'lio', autospec=True)).mock
+
+    def run_helper(self, *argv):
+        return helper.main(list(argv))
+
+    def error(self):
+        return json.loads(self.stderr.getvalue().splitlines()[-1])
+
+    def test_create_prints_the_endpoint_as_json(self):
+        self.lio.create.return_value = ENDPOINT
+        self.assertEqual(0, self.run_helper('create', '--device=/dev/loop0',
+                                            '--wwn=' + WWN))
+        self.lio.create.assert_called_once_with('/dev/loop0', wwn=WWN,
+                                                nexus=None)
+        self.assertEqual(ENDPOINT, json.loads(self.stdout.getvalue()))
+
+    def test_create_and_delete_hold_the_host_lock(self):
+        seen = []
+
+        def locked(*args, **kwargs):
+            with open(self.lock_file) as lock:
+                try:
+                    helper.fcntl.flock(lock, helper.fcntl.LOCK_EX |
+                                       helper.fcntl.LOCK_NB)
+                    seen.append(False)
+                except BlockingIOError:
+                    seen.append(True)
+            return ENDPOINT
+        self.lio.create.side_effect = locked
+        self.lio.delete.side_effect = locked
+        self.run_helper('create', '--device=/dev/loop0')
+        self.run_helper('delete', '--wwn=' + WWN)
+        self.assertEqual([True, True], seen)
+
+    def test_delete_reports_whether_something_was_deleted(self):
+        self.lio.delete.return_value = False
+        self.assertEqual(0, self.run_helper('delete', '--wwn=' + WWN))
+        self.assertEqual({'deleted': False},
+                         json.loads(self.stdout.getvalue()))
+
+    def test_show_and_list(self):
+        self.lio.show.return_value = ENDPOINT
+        self.lio.list_endpoints.return_value = [ENDPOINT]
+        self.assertEqual(0, self.run_helper('show', '--wwn', WWN))
+        self.assertEqual(0, self.run_helper('list'))
+        self.lio.show.assert_called_once_with(WWN)
+        self.assertEqual([ENDPOINT, [ENDPOINT]],
+                         [json.loads(line) for line in
+                          self.stdout.getvalue().splitlines()])
+
+    def test_typed_error_is_reported_as_json_with_its_exit_code(self):
+        self.lio.show.side_effect = exception.EndpointNotFound(wwn=WWN)
+        self.assertEqual(20, self.run_helper('show', '--wwn=' + WWN))
+        self.assertEqual({'error': 'EndpointNotFound',
+                          'message': 'No vhost endpoint with WWN %s.' % WWN,
+                          'kwargs': {'wwn': WWN}}, self.error())
+        self.assertEqual('', self.stdout.getvalue())
+
+    def test_unexpected_error_exits_1_with_a_json_report(self):
+        self.lio.list_endpoints.side_effect = RuntimeError('surprise')
+        self.assertEqual(1, self.run_helper('list'))
+        self.assertEqual('BackendError', self.error()['error'])
+        self.assertIn('surprise', self.error()['message'])
+
+    def test_usage_errors_are_invalid_argument(self):
+        for argv in ([], ['frobnicate'], ['create'], ['delete'],
+                     ['create', '--device=/dev/x', '--bogus'],
+                     ['show', '--wwn']):
+            self.stderr.seek(0)
+            self.stderr.truncate()
+            self.assertEqual(14, self.run_helper(*argv), argv)
+            self.assertEqual('InvalidArgument', self.error()['error'])
+        self.assertEqual([], self.lio.method_calls)
+
+    def test_non_root_caller_is_refused(self):
+        self.geteuid.return_value = 1000
+        self.assertEqual(31, self.run_helper('list'))
+        self.assertEqual('PermissionDenied', self.error()['error'])
+        self.assertEqual([], self.lio.method_calls)
+
+    def test_verify_reports_kernel_support(self):
+        report = dict.fromkeys(('configfs', 'vhost_scsi'), True)
+        self.lio.kernel_support.return_value = report
+        self.assertEqual(0, self.run_helper('verify'))
+        self.assertEqual(report, json.loads(self.stdout.getvalue()))
+
+    def test_verify_names_what_is_missing(self):
+        self.lio.kernel_support.return_value = {'configfs': True,
+                                                'vhost_scsi': False}
+        self.assertEqual(30, self.run_helper('verify'))
+        self.assertIn('missing: vhost_scsi', self.error()['message'])
+
+
+class HelperArgumentsTestCase(base.TestCase):
+    """The helper validates again: it runs as root."""
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.MockPatch('os.geteuid', return_value=0))
+        self.useFixture(fixtures.MonkeyPatch('sys.stderr', io.StringIO()))
+        self.useFixture(fixtures.MonkeyPatch(
+            'vhost_brick.helper.LOCK_FILE',
+            self.useFixture(fixtures.TempDir()).path + '/lock'))
+        self.rtslib = self.useFixture(fixtures.MockPatchObject(
+            lio, '_rtslib')).mock
+
+    def test_bad_input_never_reaches_rtslib(self):
+        for argv, code in (
+                (['create', '--device=/dev/null'], 11),
+                (['create', '--device=relative'], 11),
+                (['create', '--device=/dev/loop0',
+                  '--wwn=naa.6001405bd4e8476d'], 12),
+                (['create', '--device=/dev/loop0',
+                  '--nexus=naa.5001405'], 13),
+                (['delete', '--wwn=naa.5001405000000001;rm'], 12),
+                (['show', '--wwn=-rf'], 12)):
+            self.assertEqual(code, helper.main(argv), argv)
+        self.rtslib.assert_not_called()
+
+    def test_option_value_cannot_be_mistaken_for_an_option(self):
+        with mock.patch.object(lio, 'create') as create:
+            create.return_value = ENDPOINT
+            helper.main(['create', '--device=--wwn=naa.5001405000000001'])
+        create.assert_called_once_with('--wwn=naa.5001405000000001',
+                                       wwn=None, nexus=None)

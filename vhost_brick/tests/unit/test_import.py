@@ -1,0 +1,34 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+import subprocess
+import sys
+
+from vhost_brick.tests import base
+
+
+class ImportTestCase(base.TestCase):
+
+    def test_package_imports_without_rtslib_or_pyudev(self):
+        code = ("import sys\n"
+                "sys.modules['rtslib_fb'] = None\n"
+                "sys.modules['pyudev'] = None\n"
+                "import vhost_brick, vhost_brick.exception, "
+                "vhost_brick.helper, vhost_brick.lio\n"
+                "from vhost_brick import VhostExecutor, VhostEndpoint, "
+                "VhostLun\n"
+                "print(sorted(name for name, module in sys.modules.items()"
+                " if module is not None and ('rtslib' in name or "
+                "'pyudev' in name)))\n")
+        out = subprocess.run([sys.executable, '-c', code], check=True,
+                             capture_output=True, text=True).stdout
+        self.assertEqual('[]', out.strip())

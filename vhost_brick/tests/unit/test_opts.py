@@ -1,0 +1,34 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+from oslo_config import cfg
+
+from vhost_brick import opts
+from vhost_brick.tests import base
+
+
+class OptsTestCase(base.TestCase):
+
+    def test_list_opts_lists_the_vhost_brick_group(self):
+        [(group, options)] = opts.list_opts()
+        self.assertEqual('vhost_brick', group)
+        self.assertEqual({'helper_command', 'lock_path'},
+                         {opt.name for opt in options})
+
+    def test_list_opts_returns_copies(self):
+        [(_group, options)] = opts.list_opts()
+        self.assertIsNot(opts._opts[0], options[0])
+
+    def test_defaults(self):
+        self.assertEqual('vhost-brick-helper',
+                         cfg.CONF.vhost_brick.helper_command)
+        self.assertIsNone(cfg.CONF.vhost_brick.lock_path)

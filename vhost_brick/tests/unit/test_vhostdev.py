@@ -1,0 +1,76 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+import errno
+from unittest import mock
+
+import fixtures
+
+from vhost_brick import exception
+from vhost_brick.tests import base
+from vhost_brick import vhostdev
+
+
+WWN = 'naa.5001405000000001'
+
+
+class VhostDevTestCase(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.open = self.useFixture(fixtures.MockPatch(
+            'os.open', return_value=42)).mock
+        self.close = self.useFixture(fixtures.MockPatch('os.close')).mock
+        self.ioctl = self.useFixture(fixtures.MockPatch(
+            'fcntl.ioctl')).mock
+
+    def test_request_numbers_match_linux_vhost_h(self):
+        # Values of the _IO/_IOW macros in include/uapi/linux/vhost.h.
+        self.assertEqual(0xaf01, vhostdev.VHOST_SET_OWNER)
+        self.assertEqual(0x4008af03, vhostdev.VHOST_SET_MEM_TABLE)
+        self.assertEqual(0x40e8af40, vhostdev.VHOST_SCSI_SET_ENDPOINT)
+        self.assertEqual(0x40e8af41, vhostdev.VHOST_SCSI_CLEAR_ENDPOINT)
+
+    def test_claim_sets_and_clears_the_endpoint(self):
+        with vhostdev.claim(WWN):
+            self.assertEqual(3, self.ioctl.call_count)
+        target = bytes(4) + WWN.encode().ljust(224, b'\0') + bytes(4)
+        self.assertEqual(
+            [mock.call(42, vhostdev.VHOST_SET_OWNER),
+             mock.call(42, vhostdev.VHOST_SET_MEM_TABLE, bytes(8)),
+             mock.call(42, vhostdev.VHOST_SCSI_SET_ENDPOINT, target),
+             mock.call(42, vhostdev.VHOST_SCSI_CLEAR_ENDPOINT, target)],
+            self.ioctl.call_args_list)
+        self.open.assert_called_once_with('/dev/vhost-scsi', mock.ANY)
+        self.close.assert_called_once_with(42)
+
+    def test_endpoint_held_elsewhere_raises_endpoint_in_use(self):
+        for held_errno in (errno.ENODEV, errno.EEXIST):
+            self.ioctl.side_effect = [None, None, OSError(held_errno, 'x')]
+            err = self.assertRaises(exception.EndpointInUse,
+                                    vhostdev.claim(WWN).__enter__)
+            self.assertEqual({'wwn': WWN}, err.kwargs)
+        self.assertEqual(2, self.close.call_count)
+
+    def test_other_errors_propagate_and_close_the_device(self):
+        self.ioctl.side_effect = [None, OSError(errno.EFAULT, 'fault')]
+        self.assertRaises(OSError, vhostdev.claim(WWN).__enter__)
+        self.close.assert_called_once_with(42)
+
+    def test_endpoint_is_cleared_when_the_block_fails(self):
+        def body():
+            with vhostdev.claim(WWN):
+                raise RuntimeError('body failed')
+        self.assertRaises(RuntimeError, body)
+        self.assertEqual(vhostdev.VHOST_SCSI_CLEAR_ENDPOINT,
+                         self.ioctl.call_args_list[-1][0][1])
+        self.close.assert_called_once_with(42)

@@ -1,0 +1,103 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Input validation shared by the executor and the privileged helper.
+
+Both sides validate: the executor to fail fast with a typed error, the
+helper because it runs as root and must not trust its caller.
+"""
+
+import os
+import re
+import secrets
+import stat
+
+from vhost_brick import exception
+
+
+# A vhost target or nexus WWN: "naa." + 16 hex digits. The first digit is
+# the NAA type; only the 8-byte types (1, 2, 5 and the locally assigned
+# c-f) fit in 16 digits. rtslib-fb silently rewrites "naa.6..." to
+# "naa.5...", so rejecting it here is what keeps the WWN the caller asked
+# for the WWN the kernel reports.
+_WWN_RE = re.compile(r'naa\.[0-9a-f]{16}\Z', re.IGNORECASE)
+_NAA_TYPES = frozenset('125cdef')
+
+# OUI prefix LIO uses for generated WWNs ("naa.5" + "001405").
+GENERATED_WWN_PREFIX = 'naa.5001405'
+
+# The kernel stores a block backstore's udev_path in a 512-byte buffer.
+MAX_DEVICE_PATH = 511
+
+
+def _check_wwn(wwn, error):
+    if not isinstance(wwn, str):
+        raise error(wwn=wwn, reason='must be a string')
+    if not _WWN_RE.match(wwn):
+        raise error(wwn=wwn, reason='must be "naa." followed by 16 '
+                                    'hexadecimal digits')
+    if wwn[4].lower() not in _NAA_TYPES:
+        raise error(wwn=wwn, reason='NAA type %s is not an 8-byte NAA type '
+                                    '(1, 2, 5 or c-f)' % wwn[4])
+    return wwn.lower()
+
+
+def validate_wwn(wwn):
+    """Return the canonical (lower-case) form of a vhost target WWN.
+
+    :raises: :class:`~vhost_brick.exception.InvalidWWN`
+    """
+    return _check_wwn(wwn, exception.InvalidWWN)
+
+
+def validate_nexus(nexus):
+    """Return the canonical (lower-case) form of a nexus initiator WWN.
+
+    :raises: :class:`~vhost_brick.exception.InvalidNexus`
+    """
+    return _check_wwn(nexus, exception.InvalidNexus)
+
+
+def generate_wwn():
+    """Return a fresh random WWN in LIO's own format (naa.5001405 + 9 hex)."""
+    return GENERATED_WWN_PREFIX + secrets.token_hex(5)[:9]
+
+
+def validate_device_path(device_path):
+    """Check that a path names a block device; return it unchanged.
+
+    The path is kept as the caller gave it (so ``/dev/disk/by-id/...``
+    names survive reboots); only the node it resolves to must be a block
+    device.
+
+    :raises: :class:`~vhost_brick.exception.InvalidDevice`
+    """
+    def invalid(reason):
+        return exception.InvalidDevice(device=device_path, reason=reason)
+
+    if not isinstance(device_path, str):
+        raise invalid('must be a string')
+    if not device_path.startswith('/'):
+        raise invalid('must be an absolute path')
+    if any(ord(char) < 32 or ord(char) == 127 for char in device_path):
+        raise invalid('must not contain control characters')
+    if len(os.fsencode(device_path)) > MAX_DEVICE_PATH:
+        raise invalid('longer than %d bytes' % MAX_DEVICE_PATH)
+    try:
+        mode = os.stat(device_path).st_mode
+    except FileNotFoundError as err:
+        raise invalid('no such file or directory') from err
+    except OSError as err:
+        raise invalid(err.strerror) from err
+    if not stat.S_ISBLK(mode):
+        raise invalid('not a block device')
+    return device_path
