@@ -12,12 +12,24 @@
 
 """Control plane for Linux kernel vhost-scsi endpoints (LIO ``vhost``).
 
-Importing this package never imports rtslib-fb; only the privileged
-helper does.
+The public names are imported on first use, so that the privileged
+helper (``vhost_brick.helper``) starts without loading the executor's
+oslo.concurrency stack. Nothing here imports rtslib-fb.
 """
 
-from vhost_brick.endpoint import VhostEndpoint
-from vhost_brick.endpoint import VhostLun
-from vhost_brick.executor import VhostExecutor
+import importlib
 
-__all__ = ['VhostEndpoint', 'VhostExecutor', 'VhostLun']
+_EXPORTS = {
+    'VhostEndpoint': 'vhost_brick.endpoint',
+    'VhostLun': 'vhost_brick.endpoint',
+    'VhostExecutor': 'vhost_brick.executor',
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError('module %r has no attribute %r'
+                             % (__name__, name))
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -1,0 +1,29 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+extensions = [
+    'sphinx.ext.autodoc',
+    'oslo_config.sphinxext',
+    'openstackdocstheme',
+]
+
+openstackdocs_repo_name = 'vhost-brick/vhost-brick'
+openstackdocs_use_storyboard = False
+openstackdocs_auto_name = False
+
+project = 'vhost_brick'
+copyright = 'vhost_brick developers'
+master_doc = 'index'
+exclude_patterns = []
+pygments_style = 'native'
+html_theme = 'openstackdocs'
+autodoc_member_order = 'bysource'
