@@ -58,3 +58,21 @@ class VhostEndpoint:
                    nexus=data['nexus'],
                    luns=tuple(VhostLun.from_dict(lun)
                               for lun in data['luns']))
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoreReport:
+    """What :meth:`VhostExecutor.restore` did, endpoint by endpoint."""
+
+    restored: tuple
+    already_present: tuple
+    failed: tuple
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(
+            restored=tuple(VhostEndpoint.from_dict(ep)
+                           for ep in data['restored']),
+            already_present=tuple(VhostEndpoint.from_dict(ep)
+                                  for ep in data['already_present']),
+            failed=tuple((wwn, reason) for wwn, reason in data['failed']))

@@ -135,6 +135,40 @@ class VhostExecutor(Executor):
         return [endpoint.VhostEndpoint.from_dict(data)
                 for data in self._helper('list')]
 
+    def restore(self):
+        """Recreate the endpoints vhost_brick recorded, e.g. after a boot.
+
+        Each comes back with its WWN and nexus; endpoints already present
+        and everything vhost_brick does not own are left alone, and a
+        missing device is reported without stopping the others.
+
+        :returns: :class:`~vhost_brick.endpoint.RestoreReport`
+        """
+        with self._lock():
+            report = endpoint.RestoreReport.from_dict(
+                self._helper('restore'))
+        LOG.info('Restored %(restored)d vhost endpoints, %(present)d were '
+                 'present, %(failed)d failed',
+                 {'restored': len(report.restored),
+                  'present': len(report.already_present),
+                  'failed': len(report.failed)})
+        return report
+
+    def cleanup(self):
+        """Remove what interrupted calls of vhost_brick left behind.
+
+        Only objects vhost_brick recognises as its own are removed.
+
+        :returns: dict with the ``endpoints`` (WWNs) and ``backstores``
+                  (names) removed
+        """
+        with self._lock():
+            removed = self._helper('cleanup')
+        if removed['endpoints'] or removed['backstores']:
+            LOG.warning('Cleaned up endpoints %(endpoints)s and backstores '
+                        '%(backstores)s', removed)
+        return removed
+
     def verify(self):
         """Report which kernel pieces vhost-scsi needs are present.
 

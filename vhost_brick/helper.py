@@ -25,10 +25,14 @@ import json
 import os
 import sys
 
+from oslo_config import cfg
 from oslo_log import log as logging
 
 from vhost_brick import exception
+from vhost_brick import host
 from vhost_brick import lio
+from vhost_brick import opts
+from vhost_brick import state
 
 
 LOG = logging.getLogger(__name__)
@@ -36,6 +40,8 @@ LOG = logging.getLogger(__name__)
 PROG = 'vhost-brick-helper'
 # Serialises every helper that changes LIO, whoever runs it.
 LOCK_FILE = '/run/lock/vhost-brick.lock'
+# Root-owned configuration; the caller cannot point the helper elsewhere.
+CONFIG_FILE = '/etc/vhost-brick/vhost-brick.conf'
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,14 +59,37 @@ def _host_lock():
         yield
 
 
+def _load_config():
+    conf = cfg.ConfigOpts()
+    conf.register_opts(opts._opts, group=opts.GROUP)
+    conf(args=[], project='vhost-brick', default_config_files=(
+        [CONFIG_FILE] if os.path.exists(CONFIG_FILE) else []))
+    return conf
+
+
+def _record():
+    return state.StateFile(_load_config().vhost_brick.state_path)
+
+
 def _create(args):
     with _host_lock():
-        return lio.create(args.device, wwn=args.wwn, nexus=args.nexus)
+        return host.create(_record(), args.device, wwn=args.wwn,
+                           nexus=args.nexus)
 
 
 def _delete(args):
     with _host_lock():
-        return {'deleted': lio.delete(args.wwn)}
+        return {'deleted': host.delete(_record(), args.wwn)}
+
+
+def _restore(args):
+    with _host_lock():
+        return host.restore(_record())
+
+
+def _cleanup(args):
+    with _host_lock():
+        return host.cleanup(_record())
 
 
 def _show(args):
@@ -103,6 +132,11 @@ def build_parser():
 
     commands.add_parser('list', help='describe every vhost endpoint'
                         ).set_defaults(func=_list)
+    commands.add_parser('restore', help='recreate recorded endpoints '
+                        'missing from LIO, e.g. at boot'
+                        ).set_defaults(func=_restore)
+    commands.add_parser('cleanup', help='remove what interrupted calls '
+                        'left behind').set_defaults(func=_cleanup)
     commands.add_parser('verify', help='report kernel support for '
                         'vhost-scsi').set_defaults(func=_verify)
     return parser

@@ -20,6 +20,7 @@ is used. Every rtslib and OS error is translated into a
 
 import contextlib
 import errno
+import glob
 import importlib
 import os
 import subprocess
@@ -288,6 +289,62 @@ def _unused_wwn(rtslib):
             return wwn
     raise exception.BackendError(reason='no unused WWN found after %d '
                                         'attempts' % _GENERATE_ATTEMPTS)
+
+
+def unused_wwn():
+    """Return a generated WWN that no vhost target uses."""
+    with _translated() as rtslib:
+        _prepare(rtslib)
+        return _unused_wwn(rtslib)
+
+
+def orphan_backstores():
+    """Names of our backstores that no LUN of any fabric links to."""
+    with _translated() as rtslib:
+        _prepare(rtslib)
+        linked = _linked_backstores()
+        return sorted(
+            storage.name for storage in rtslib.RTSRoot().storage_objects
+            if storage.name.startswith(BACKSTORE_PREFIX) and
+            storage.plugin == 'block' and storage.name not in linked)
+
+
+def _linked_backstores():
+    """Names of the backstores some LUN of some fabric links to.
+
+    One walk of the fabrics in configfs, cheaper than asking rtslib-fb
+    for each backstore's attached LUNs (a walk per backstore).
+    """
+    linked = set()
+    for fabric in os.listdir(TARGET_ROOT):
+        fabric_dir = os.path.join(TARGET_ROOT, fabric)
+        if fabric == 'core' or not os.path.isdir(fabric_dir):
+            continue
+        for lun_dir in _glob_dirs(fabric_dir, '*/tpgt_*/lun/lun_*'):
+            for name in os.listdir(lun_dir):
+                link = os.path.join(lun_dir, name)
+                if os.path.islink(link):
+                    linked.add(os.path.basename(os.readlink(link)))
+    return linked
+
+
+def _glob_dirs(root, pattern):
+    return [path for path in glob.glob(os.path.join(glob.escape(root),
+                                                    pattern))
+            if os.path.isdir(path)]
+
+
+def delete_backstore(name):
+    """Delete one of our backstores by name (no-op if absent)."""
+    if not name.startswith(BACKSTORE_PREFIX):
+        raise exception.BackendError(reason='%s is not a vhost_brick '
+                                            'backstore' % name)
+    with _translated() as rtslib:
+        _prepare(rtslib)
+        try:
+            rtslib.BlockStorageObject(name).delete()
+        except _not_found_error(rtslib):
+            pass
 
 
 def show(wwn):

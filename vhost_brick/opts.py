@@ -32,6 +32,13 @@ _opts = [
                     'Defaults to [oslo_concurrency] lock_path; when neither '
                     'is set the lock only serialises threads of one process '
                     'and the helper\'s own root lock serialises processes.'),
+    cfg.StrOpt('state_path',
+               default='/var/lib/vhost-brick',
+               help='Directory where the privileged helper records the '
+                    'endpoints vhost_brick created, so that "restore" can '
+                    'recreate them after a reboot. The helper reads it from '
+                    '/etc/vhost-brick/vhost-brick.conf; it never accepts it '
+                    'from its caller.'),
 ]
 
 cfg.CONF.register_opts(_opts, group=GROUP)

@@ -19,6 +19,7 @@ import fixtures
 from vhost_brick import exception
 from vhost_brick import helper
 from vhost_brick import lio
+from vhost_brick import state
 from vhost_brick.tests import base
 
 
@@ -38,11 +39,19 @@ class HelperTestCase(base.TestCase):
             fixtures.MonkeyPatch('sys.stderr', io.StringIO())).new_value
         self.geteuid = self.useFixture(fixtures.MockPatch(
             'os.geteuid', return_value=0)).mock
-        self.lock_file = self.useFixture(fixtures.TempDir()).path + '/lock'
+        tmp = self.useFixture(fixtures.TempDir()).path
+        self.lock_file = tmp + '/lock'
         self.useFixture(fixtures.MonkeyPatch(
             'vhost_brick.helper.LOCK_FILE', self.lock_file))
+        with open(tmp + '/vhost-brick.conf', 'w') as conf:
+            conf.write('[vhost_brick]\nstate_path = %s/state\n' % tmp)
+        self.useFixture(fixtures.MonkeyPatch(
+            'vhost_brick.helper.CONFIG_FILE', tmp + '/vhost-brick.conf'))
+        self.state_file = tmp + '/state/' + state.FILE_NAME
         self.lio = self.useFixture(fixtures.MockPatchObject(
             helper, 'lio', autospec=True)).mock
+        self.host = self.useFixture(fixtures.MockPatchObject(
+            helper, 'host', autospec=True)).mock
 
     def run_helper(self, *argv):
         return helper.main(list(argv))
@@ -51,12 +60,30 @@ class HelperTestCase(base.TestCase):
         return json.loads(self.stderr.getvalue().splitlines()[-1])
 
     def test_create_prints_the_endpoint_as_json(self):
-        self.lio.create.return_value = ENDPOINT
+        self.host.create.return_value = ENDPOINT
         self.assertEqual(0, self.run_helper('create', '--device=/dev/loop0',
                                             '--wwn=' + WWN))
-        self.lio.create.assert_called_once_with('/dev/loop0', wwn=WWN,
-                                                nexus=None)
+        self.host.create.assert_called_once_with(
+            mock.ANY, '/dev/loop0', wwn=WWN, nexus=None)
         self.assertEqual(ENDPOINT, json.loads(self.stdout.getvalue()))
+
+    def test_state_file_comes_from_the_root_owned_config(self):
+        self.host.create.return_value = ENDPOINT
+        self.run_helper('create', '--device=/dev/loop0')
+        record = self.host.create.call_args.args[0]
+        self.assertEqual(self.state_file, record.path)
+
+    def test_restore_and_cleanup_hold_the_host_lock_and_print_reports(self):
+        self.host.restore.return_value = {'restored': [], 'failed': [],
+                                          'already_present': [ENDPOINT]}
+        self.host.cleanup.return_value = {'endpoints': [],
+                                          'backstores': ['vhost-brick-1']}
+        self.assertEqual(0, self.run_helper('restore'))
+        self.assertEqual(0, self.run_helper('cleanup'))
+        self.assertEqual(
+            [self.host.restore.return_value, self.host.cleanup.return_value],
+            [json.loads(line) for line in
+             self.stdout.getvalue().splitlines()])
 
     def test_create_and_delete_hold_the_host_lock(self):
         seen = []
@@ -70,14 +97,14 @@ class HelperTestCase(base.TestCase):
                 except BlockingIOError:
                     seen.append(True)
             return ENDPOINT
-        self.lio.create.side_effect = locked
-        self.lio.delete.side_effect = locked
+        self.host.create.side_effect = locked
+        self.host.delete.side_effect = locked
         self.run_helper('create', '--device=/dev/loop0')
         self.run_helper('delete', '--wwn=' + WWN)
         self.assertEqual([True, True], seen)
 
     def test_delete_reports_whether_something_was_deleted(self):
-        self.lio.delete.return_value = False
+        self.host.delete.return_value = False
         self.assertEqual(0, self.run_helper('delete', '--wwn=' + WWN))
         self.assertEqual({'deleted': False},
                          json.loads(self.stdout.getvalue()))
@@ -114,13 +141,13 @@ class HelperTestCase(base.TestCase):
             self.stderr.truncate()
             self.assertEqual(14, self.run_helper(*argv), argv)
             self.assertEqual('InvalidArgument', self.error()['error'])
-        self.assertEqual([], self.lio.method_calls)
+        self.assertEqual([], self.lio.method_calls + self.host.method_calls)
 
     def test_non_root_caller_is_refused(self):
         self.geteuid.return_value = 1000
         self.assertEqual(31, self.run_helper('list'))
         self.assertEqual('PermissionDenied', self.error()['error'])
-        self.assertEqual([], self.lio.method_calls)
+        self.assertEqual([], self.lio.method_calls + self.host.method_calls)
 
     def test_verify_reports_kernel_support(self):
         report = dict.fromkeys(('configfs', 'vhost_scsi'), True)
@@ -142,9 +169,11 @@ class HelperArgumentsTestCase(base.TestCase):
         super().setUp()
         self.useFixture(fixtures.MockPatch('os.geteuid', return_value=0))
         self.useFixture(fixtures.MonkeyPatch('sys.stderr', io.StringIO()))
+        tmp = self.useFixture(fixtures.TempDir()).path
         self.useFixture(fixtures.MonkeyPatch(
-            'vhost_brick.helper.LOCK_FILE',
-            self.useFixture(fixtures.TempDir()).path + '/lock'))
+            'vhost_brick.helper.LOCK_FILE', tmp + '/lock'))
+        self.useFixture(fixtures.MonkeyPatch(
+            'vhost_brick.helper.CONFIG_FILE', tmp + '/absent.conf'))
         self.rtslib = self.useFixture(fixtures.MockPatchObject(
             lio, '_rtslib')).mock
 
@@ -162,8 +191,8 @@ class HelperArgumentsTestCase(base.TestCase):
         self.rtslib.assert_not_called()
 
     def test_option_value_cannot_be_mistaken_for_an_option(self):
-        with mock.patch.object(lio, 'create') as create:
+        with mock.patch.object(helper.host, 'create') as create:
             create.return_value = ENDPOINT
             helper.main(['create', '--device=--wwn=naa.5001405000000001'])
-        create.assert_called_once_with('--wwn=naa.5001405000000001',
+        create.assert_called_once_with(mock.ANY, '--wwn=naa.5001405000000001',
                                        wwn=None, nexus=None)

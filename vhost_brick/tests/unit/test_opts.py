@@ -21,7 +21,7 @@ class OptsTestCase(base.TestCase):
     def test_list_opts_lists_the_vhost_brick_group(self):
         [(group, options)] = opts.list_opts()
         self.assertEqual('vhost_brick', group)
-        self.assertEqual({'helper_command', 'lock_path'},
+        self.assertEqual({'helper_command', 'lock_path', 'state_path'},
                          {opt.name for opt in options})
 
     def test_list_opts_returns_copies(self):

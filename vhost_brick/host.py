@@ -1,0 +1,158 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The helper's operations: LIO changes recorded in the state file.
+
+Every function here runs as root under the helper's host lock. Changes
+to LIO go through :mod:`vhost_brick.lio`; the record of what vhost_brick
+owns goes through :mod:`vhost_brick.state`, written as an intent before
+LIO is touched and settled after it.
+"""
+
+from oslo_log import log as logging
+
+from vhost_brick import exception
+from vhost_brick import lio
+from vhost_brick import state
+from vhost_brick import validation
+
+
+LOG = logging.getLogger(__name__)
+
+
+def _fields(entry):
+    """An endpoint or record entry without its key and status."""
+    return {key: value for key, value in entry.items()
+            if key not in ('wwn', 'status')}
+
+
+def _converge(record, wwn):
+    """Finish what a crashed call left for wwn; return its live entry."""
+    entry = record.load().get(wwn)
+    if entry is None or entry['status'] == state.PRESENT:
+        return entry
+    LOG.warning('Converging endpoint %(wwn)s left %(status)s by an '
+                'interrupted call', {'wwn': wwn, 'status': entry['status']})
+    lio.delete(wwn)
+    record.discard(wwn)
+    return None
+
+
+def create(record, device_path, wwn=None, nexus=None):
+    """Create an endpoint and record it; see VhostExecutor.create_endpoint."""
+    validation.validate_device_path(device_path)
+    if nexus is not None:
+        validation.validate_nexus(nexus)
+    wwn = lio.unused_wwn() if wwn is None else validation.validate_wwn(wwn)
+    previous = _converge(record, wwn)
+    if previous is None:
+        record.set(wwn, state.CREATING,
+                   luns=[{'lun': lio.LUN, 'device_path': device_path,
+                          'backstore': lio.backstore_name(wwn)}])
+    try:
+        endpoint = lio.create(device_path, wwn=wwn, nexus=nexus)
+    except BaseException:
+        if previous is None:
+            record.discard(wwn)
+        raise
+    record.set(wwn, state.PRESENT, **_fields(endpoint))
+    return endpoint
+
+
+def delete(record, wwn):
+    """Delete an endpoint and forget it; False if there was none."""
+    wwn = validation.validate_wwn(wwn)
+    previous = record.load().get(wwn)
+    if previous is not None:
+        record.set(wwn, state.DELETING, **_fields(previous))
+    try:
+        deleted = lio.delete(wwn)
+    except BaseException:
+        if previous is not None and previous['status'] == state.PRESENT:
+            record.set(wwn, state.PRESENT, **_fields(previous))
+        raise
+    record.discard(wwn)
+    return deleted or previous is not None
+
+
+def restore(record):
+    """Recreate recorded endpoints that LIO lost, e.g. after a reboot.
+
+    Endpoints come back with the same WWN and nexus. Ones already present
+    are left alone, a missing device is reported without stopping the
+    others, and nothing that is not in the record is touched.
+
+    :returns: dict with ``restored`` and ``already_present`` (lists of
+              endpoint dicts) and ``failed`` (list of [wwn, reason])
+    """
+    report = {'restored': [], 'already_present': [], 'failed': []}
+    for wwn, entry in sorted(record.load().items()):
+        if entry['status'] != state.PRESENT:
+            _converge(record, wwn)
+            continue
+        device_path = entry['luns'][0]['device_path']
+        try:
+            live = _live(wwn)
+            if live is not None and _matches(live, entry):
+                report['already_present'].append(live)
+                continue
+            if live is not None:
+                LOG.warning('Endpoint %s differs from its record; '
+                            'rebuilding it', wwn)
+                lio.delete(wwn)
+            report['restored'].append(
+                lio.create(device_path, wwn=wwn, nexus=entry['nexus']))
+        except exception.VhostBrickException as err:
+            LOG.error('Cannot restore endpoint %(wwn)s: %(err)s',
+                      {'wwn': wwn, 'err': err})
+            report['failed'].append([wwn, err.msg])
+    return report
+
+
+def _live(wwn):
+    try:
+        return lio.show(wwn)
+    except exception.EndpointNotFound:
+        return None
+
+
+def _matches(live, entry):
+    return (live['nexus'] == entry['nexus'] and
+            [lun['device_path'] for lun in live['luns']] ==
+            [lun['device_path'] for lun in entry['luns']])
+
+
+def cleanup(record):
+    """Remove what interrupted calls of ours left behind.
+
+    Only objects recognisable as ours are considered: endpoints recorded
+    as being created or deleted, and backstores named by vhost_brick that
+    no LUN uses (with their LUN-less target, if any).
+
+    :returns: dict with ``endpoints`` (WWNs removed) and ``backstores``
+              (names removed)
+    """
+    removed = {'endpoints': [], 'backstores': []}
+    for wwn, entry in sorted(record.load().items()):
+        if entry['status'] != state.PRESENT and _converge(record, wwn) is None:
+            removed['endpoints'].append(wwn)
+    recorded = record.load()
+    for name in lio.orphan_backstores():
+        wwn = 'naa.' + name[len(lio.BACKSTORE_PREFIX):]
+        live = _live(wwn)
+        if live is not None and not live['luns'] and wwn not in recorded:
+            lio.delete(wwn)
+            removed['endpoints'].append(wwn)
+        else:
+            lio.delete_backstore(name)
+        removed['backstores'].append(name)
+    return removed

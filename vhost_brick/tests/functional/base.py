@@ -1,0 +1,147 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Base class of the functional tests: a real kernel with LIO, as root.
+
+These tests run inside the disposable VM (``tox -e functional``, which
+sets VHOST_BRICK_FUNCTIONAL=1). There, a kernel without the modules they
+need is a failure, not a skip.
+"""
+
+import os
+import subprocess
+import tempfile
+
+import fixtures
+
+from vhost_brick import executor
+from vhost_brick import lio
+from vhost_brick.tests import base
+
+
+ENABLED = os.environ.get('VHOST_BRICK_FUNCTIONAL') == '1'
+SKIP_REASON = ('functional tests need a kernel with LIO and vhost_scsi, as '
+               'root: run them in the disposable VM with "tox -e functional"')
+MODULES = ('configfs', 'loop', 'target_core_mod', 'target_core_iblock',
+           'target_core_file', 'tcm_loop', 'vhost_scsi')
+VHOST = lio.VHOST_FABRIC
+CORE = lio.TARGET_ROOT + '/core'
+
+
+def run(*cmd):
+    return subprocess.run(cmd, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def load_kernel_modules():
+    """Load what the suite needs; fail loudly if the kernel lacks it."""
+    result = subprocess.run(['modprobe', '-a'] + list(MODULES),
+                            capture_output=True, text=True)
+    if result.returncode:
+        raise AssertionError('cannot load %s: %s' % (' '.join(MODULES),
+                                                     result.stderr))
+    if not os.path.ismount(lio.CONFIGFS):
+        run('mount', '-t', 'configfs', 'configfs', lio.CONFIGFS)
+    # tcm_loop and vhost fabrics appear in configfs on first mkdir.
+    for fabric in ('vhost', 'loopback'):
+        os.makedirs(os.path.join(lio.TARGET_ROOT, fabric), exist_ok=True)
+
+
+def vhost_targets():
+    return set(os.listdir(VHOST)) - {'discovery_auth', 'version'}
+
+
+def own_backstores():
+    return {name for hba in os.listdir(CORE)
+            if os.path.isdir(os.path.join(CORE, hba))
+            for name in os.listdir(os.path.join(CORE, hba))
+            if name.startswith(lio.BACKSTORE_PREFIX)}
+
+
+def configfs_snapshot():
+    """Objects, links and identity attributes of every LIO object.
+
+    Enough to tell whether anything was created, removed, relinked or
+    renamed: every directory and symlink under core/ and the fabrics,
+    plus the nexus, udev_path and enable values.
+    """
+    snapshot = {}
+    for top in ('core', 'vhost', 'loopback', 'iscsi'):
+        root = os.path.join(lio.TARGET_ROOT, top)
+        for dirpath, dirnames, filenames in os.walk(root):
+            rel = os.path.relpath(dirpath, lio.TARGET_ROOT)
+            if '/statistics' in rel or '/alua' in rel:
+                continue
+            snapshot[rel] = 'dir'
+            for name in dirnames + filenames:
+                path = os.path.join(dirpath, name)
+                if os.path.islink(path):
+                    snapshot[os.path.join(rel, name)] = os.readlink(path)
+                elif name in ('nexus', 'udev_path', 'enable'):
+                    try:
+                        with open(path) as attr:
+                            value = attr.read().strip()
+                    except OSError as err:
+                        value = 'unreadable: %s' % err.strerror
+                    snapshot[os.path.join(rel, name)] = value
+    return snapshot
+
+
+class LoopDevice(fixtures.Fixture):
+    """A loop device on a sparse file, optionally starting with data."""
+
+    def __init__(self, size=16 << 20, data=b''):
+        super().__init__()
+        self.size = size
+        self.data = data
+
+    def _setUp(self):
+        fd, self.backing_file = tempfile.mkstemp(prefix='vhost-brick-disk-')
+        with os.fdopen(fd, 'wb') as backing:
+            backing.truncate(self.size)
+            backing.write(self.data)
+        self.addCleanup(os.unlink, self.backing_file)
+        self.path = run('losetup', '--find', '--show', self.backing_file)
+        self.addCleanup(run, 'losetup', '--detach', self.path)
+
+
+class FunctionalTestCase(base.TestCase):
+    """Runs the public API as root against the real kernel.
+
+    Every test must leave no endpoint or backstore of ours behind; the
+    cleanup checks it.
+    """
+
+    def setUp(self):
+        super().setUp()
+        if not ENABLED:
+            self.skipTest(SKIP_REASON)
+        load_kernel_modules()
+        # The default execute (processutils) runs the installed helper;
+        # as root no root_helper prefix is applied.
+        self.executor = executor.VhostExecutor(root_helper=None)
+        self.targets_before = vhost_targets()
+        self.backstores_before = own_backstores()
+        self.addCleanup(self.assertNothingLeftBehind)
+
+    def assertNothingLeftBehind(self):
+        self.assertEqual(self.targets_before, vhost_targets())
+        self.assertEqual(self.backstores_before, own_backstores())
+
+    def make_disk(self, **kwargs):
+        return self.useFixture(LoopDevice(**kwargs)).path
+
+    def create(self, device, **kwargs):
+        """create_endpoint, deleting the endpoint at cleanup."""
+        endpoint = self.executor.create_endpoint(device, **kwargs)
+        self.addCleanup(self.executor.delete_endpoint, endpoint.wwn)
+        return endpoint

@@ -1,0 +1,290 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The public API against real configfs, block devices and vhost_scsi."""
+
+import os
+import subprocess
+import sys
+from unittest import mock
+
+import fixtures
+
+from vhost_brick import endpoint
+from vhost_brick import exception
+from vhost_brick import lio
+from vhost_brick.tests.functional import base
+
+
+def read_attr(*parts):
+    with open(os.path.join(*parts)) as attr:
+        return attr.read().strip()
+
+
+class CreateTestCase(base.FunctionalTestCase):
+
+    def test_create_with_generated_wwn_and_nexus(self):
+        disk = self.make_disk()
+        ep = self.create(disk)
+        self.assertRegex(ep.wwn, r'^naa\.5001405[0-9a-f]{9}$')
+        self.assertRegex(ep.nexus, r'^naa\.5001405[0-9a-f]{9}$')
+        self.assertEqual(1, ep.tpgt)
+        self.assertEqual((endpoint.VhostLun(
+            lun=0, device_path=disk, backstore=lio.backstore_name(ep.wwn)),),
+            ep.luns)
+
+    def test_configfs_holds_exactly_what_create_reported(self):
+        disk = self.make_disk()
+        ep = self.create(disk)
+        tpg = os.path.join(base.VHOST, ep.wwn, 'tpgt_1')
+        self.assertEqual(ep.nexus, read_attr(tpg, 'nexus'))
+        [link] = os.listdir(os.path.join(tpg, 'lun', 'lun_0'))
+        link = os.path.join(tpg, 'lun', 'lun_0', link)
+        self.assertTrue(os.path.islink(link))
+        backstore = os.path.realpath(link)
+        self.assertEqual(lio.backstore_name(ep.wwn),
+                         os.path.basename(backstore))
+        self.assertEqual(disk, read_attr(backstore, 'udev_path'))
+        self.assertEqual('1', read_attr(backstore, 'enable'))
+
+    def test_create_with_given_wwn_and_nexus_in_upper_case(self):
+        wwn, nexus = 'naa.5001405ABC000001', 'naa.5001405ABC000002'
+        ep = self.create(self.make_disk(), wwn=wwn, nexus=nexus)
+        self.assertEqual((wwn.lower(), nexus.lower()), (ep.wwn, ep.nexus))
+        self.assertEqual(nexus.lower(),
+                         read_attr(base.VHOST, ep.wwn, 'tpgt_1', 'nexus'))
+
+    def test_locally_assigned_wwn_is_kept_as_given(self):
+        ep = self.create(self.make_disk(), wwn='naa.c0ffee0000000001')
+        self.assertIn('naa.c0ffee0000000001', base.vhost_targets())
+        self.assertEqual('naa.c0ffee0000000001', ep.wwn)
+
+    def test_symlinked_device_path_is_recorded_as_given(self):
+        disk = self.make_disk()
+        link = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                            'by-id-volume-1')
+        os.symlink(disk, link)
+        ep = self.create(link)
+        self.assertEqual(link, ep.luns[0].device_path)
+
+    def test_repeated_create_returns_the_existing_endpoint(self):
+        disk = self.make_disk()
+        first = self.create(disk, wwn='naa.5001405abc000003')
+        before = base.configfs_snapshot()
+        again = self.executor.create_endpoint(disk,
+                                              wwn='naa.5001405abc000003')
+        self.assertEqual(first, again)
+        self.assertEqual(before, base.configfs_snapshot())
+
+    def test_several_endpoints_at_once(self):
+        created = [self.create(self.make_disk()) for _ in range(4)]
+        listed = {ep.wwn: ep for ep in self.executor.list_endpoints()}
+        for ep in created:
+            self.assertEqual(ep, listed[ep.wwn])
+        self.assertEqual(4, len({ep.luns[0].device_path for ep in created}))
+
+
+class ReadTestCase(base.FunctionalTestCase):
+
+    def test_get_returns_what_create_returned(self):
+        ep = self.create(self.make_disk())
+        self.assertEqual(ep, self.executor.get_endpoint(ep.wwn))
+
+    def test_list_contains_the_endpoint(self):
+        ep = self.create(self.make_disk())
+        self.assertIn(ep, self.executor.list_endpoints())
+
+    def test_get_unknown_raises_endpoint_not_found(self):
+        self.assertRaises(exception.EndpointNotFound,
+                          self.executor.get_endpoint, 'naa.5001405dead0001')
+
+
+class DeleteTestCase(base.FunctionalTestCase):
+
+    def test_delete_removes_target_and_backstore(self):
+        ep = self.executor.create_endpoint(self.make_disk())
+        self.executor.delete_endpoint(ep.wwn)
+        self.assertNotIn(ep.wwn, base.vhost_targets())
+        self.assertNotIn(lio.backstore_name(ep.wwn), base.own_backstores())
+        self.assertRaises(exception.EndpointNotFound,
+                          self.executor.get_endpoint, ep.wwn)
+
+    def test_device_is_free_again_after_delete(self):
+        disk = self.make_disk()
+        ep = self.executor.create_endpoint(disk)
+        self.executor.delete_endpoint(ep.wwn)
+        self.create(disk)
+
+    def test_delete_unknown_wwn_changes_nothing(self):
+        before = base.configfs_snapshot()
+        self.assertIsNone(
+            self.executor.delete_endpoint('naa.5001405dead0002'))
+        self.assertEqual(before, base.configfs_snapshot())
+
+
+class InvalidInputTestCase(base.FunctionalTestCase):
+    """Each bad input gets its typed error and changes nothing."""
+
+    def assertRefused(self, error, *args, **kwargs):
+        before = base.configfs_snapshot()
+        self.assertRaises(error, self.executor.create_endpoint, *args,
+                          **kwargs)
+        self.assertEqual(before, base.configfs_snapshot())
+
+    def test_character_device(self):
+        self.assertRefused(exception.InvalidDevice, '/dev/null')
+
+    def test_regular_file(self):
+        self.assertRefused(exception.InvalidDevice, sys.executable)
+
+    def test_directory(self):
+        self.assertRefused(exception.InvalidDevice, '/dev')
+
+    def test_missing_path(self):
+        self.assertRefused(exception.InvalidDevice, '/dev/no-such-disk')
+
+    def test_wwn_rtslib_would_rewrite(self):
+        self.assertRefused(exception.InvalidWWN, self.make_disk(),
+                           wwn='naa.6001405bd4e8476d')
+
+    def test_bad_nexus(self):
+        self.assertRefused(exception.InvalidNexus, self.make_disk(),
+                           nexus='iqn.2003-01.org.example:initiator')
+
+    def test_helper_refuses_a_non_block_device_itself(self):
+        before = base.configfs_snapshot()
+        result = subprocess.run(['vhost-brick-helper', 'create',
+                                 '--device=/dev/zero'],
+                                capture_output=True, text=True)
+        self.assertEqual(exception.InvalidDevice.helper_exit_code,
+                         result.returncode)
+        self.assertIn('InvalidDevice', result.stderr)
+        self.assertEqual(before, base.configfs_snapshot())
+
+
+class ConflictTestCase(base.FunctionalTestCase):
+
+    def test_wwn_taken_by_another_device(self):
+        ep = self.create(self.make_disk())
+        other = self.make_disk()
+        before = base.configfs_snapshot()
+        err = self.assertRaises(exception.EndpointExists,
+                                self.executor.create_endpoint, other,
+                                wwn=ep.wwn)
+        self.assertIn(other, str(err))
+        self.assertEqual(before, base.configfs_snapshot())
+
+    def test_device_already_exported(self):
+        disk = self.make_disk()
+        ep = self.create(disk)
+        before = base.configfs_snapshot()
+        err = self.assertRaises(exception.DeviceInUse,
+                                self.executor.create_endpoint, disk)
+        self.assertIn(lio.backstore_name(ep.wwn), str(err))
+        self.assertEqual(before, base.configfs_snapshot())
+
+    def test_device_held_exclusively_by_another_process(self):
+        disk = self.make_disk()
+        holder = subprocess.Popen(
+            [sys.executable, '-c',
+             'import os, sys; os.open(sys.argv[1], os.O_RDONLY | os.O_EXCL);'
+             ' print("held", flush=True); sys.stdin.read()', disk],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.addCleanup(holder.wait)
+        self.addCleanup(holder.stdin.close)
+        self.assertEqual('held', holder.stdout.readline().strip())
+        before = base.configfs_snapshot()
+        self.assertRaises(exception.DeviceInUse,
+                          self.executor.create_endpoint, disk)
+        self.assertEqual(before, base.configfs_snapshot())
+
+
+class InUseTestCase(base.FunctionalTestCase):
+    """A process holding the endpoint through /dev/vhost-scsi, as QEMU."""
+
+    def hold(self, wwn):
+        holder = subprocess.Popen(
+            [sys.executable, '-c',
+             'import sys\n'
+             'from vhost_brick import vhostdev\n'
+             'with vhostdev.claim(sys.argv[1]):\n'
+             '    print("held", flush=True)\n'
+             '    sys.stdin.read()\n', wwn],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.assertEqual('held', holder.stdout.readline().strip())
+        return holder
+
+    def release(self, holder):
+        holder.stdin.close()
+        self.assertEqual(0, holder.wait())
+
+    def test_delete_of_held_endpoint_is_refused_and_changes_nothing(self):
+        ep = self.create(self.make_disk())
+        holder = self.hold(ep.wwn)
+        self.addCleanup(self.release, holder)
+        before = base.configfs_snapshot()
+        self.assertRaises(exception.EndpointInUse,
+                          self.executor.delete_endpoint, ep.wwn)
+        self.assertEqual(before, base.configfs_snapshot())
+        self.assertEqual(ep, self.executor.get_endpoint(ep.wwn))
+
+    def test_delete_succeeds_once_released(self):
+        ep = self.executor.create_endpoint(self.make_disk())
+        self.release(self.hold(ep.wwn))
+        self.executor.delete_endpoint(ep.wwn)
+        self.assertNotIn(ep.wwn, base.vhost_targets())
+
+
+class RollbackTestCase(base.FunctionalTestCase):
+    """A step that really fails in the kernel rolls back the others.
+
+    These run the backend in this (root) process, so that one step can
+    be made to fail for real while the others really happen.
+    """
+
+    def assertRolledBack(self, disk, wwn):
+        self.assertNotIn(wwn, base.vhost_targets())
+        self.assertNotIn(lio.backstore_name(wwn), base.own_backstores())
+        ep = self.create(disk, wwn=wwn)  # the device is free again
+        self.assertEqual(wwn, ep.wwn)
+
+    def test_target_created_by_someone_else_midway(self):
+        disk, wwn = self.make_disk(), 'naa.5001405abc000010'
+        rtslib = lio._rtslib()
+        real_target = rtslib.Target
+        racer = os.path.join(base.VHOST, wwn)
+
+        def racing_target(fabric, target_wwn, mode):
+            os.mkdir(racer)
+            self.addCleanup(os.rmdir, racer)
+            return real_target(fabric, target_wwn, mode=mode)
+        with mock.patch.object(rtslib, 'Target', side_effect=racing_target):
+            self.assertRaises(exception.BackendError, lio.create, disk,
+                              wwn=wwn)
+        self.assertTrue(os.path.isdir(racer), 'the racer\'s target is gone')
+        self.assertEqual([], os.listdir(racer))
+        self.assertNotIn(lio.backstore_name(wwn), base.own_backstores())
+
+    def test_tpg_number_the_kernel_refuses(self):
+        disk, wwn = self.make_disk(), 'naa.5001405abc000011'
+        # vhost_scsi refuses TPG tags >= VHOST_SCSI_MAX_TARGET (256).
+        with mock.patch.object(lio, 'TPGT', 256):
+            self.assertRaises(exception.BackendError, lio.create, disk,
+                              wwn=wwn)
+        self.assertRolledBack(disk, wwn)
+
+    def test_lun_number_rtslib_refuses(self):
+        disk, wwn = self.make_disk(), 'naa.5001405abc000012'
+        with mock.patch.object(lio, 'LUN', 70000):
+            self.assertRaises(exception.BackendError, lio.create, disk,
+                              wwn=wwn)
+        self.assertRolledBack(disk, wwn)

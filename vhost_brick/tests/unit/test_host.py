@@ -1,0 +1,215 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+import os
+
+import fixtures
+
+from vhost_brick import exception
+from vhost_brick import host
+from vhost_brick import lio
+from vhost_brick import state
+from vhost_brick.tests.unit import fake_rtslib
+from vhost_brick.tests.unit import test_lio
+
+
+WWN = test_lio.WWN
+NEXUS = test_lio.NEXUS
+DEVICE = test_lio.DEVICE
+OTHER_DEVICE = test_lio.OTHER_DEVICE
+
+
+def linked_backstores():
+    return {lun.storage_object.name
+            for target in fake_rtslib.STATE.targets.values()
+            for tpg in target.tpgs for lun in tpg.luns}
+
+
+class HostTestCase(test_lio.LioTestCase):
+    """Helper operations against the fake rtslib and a real state file."""
+
+    def setUp(self):
+        super().setUp()
+        self.record = state.StateFile(
+            self.useFixture(fixtures.TempDir()).path)
+        self.useFixture(fixtures.MockPatchObject(
+            lio, '_linked_backstores', side_effect=linked_backstores))
+
+    def status(self, wwn=WWN):
+        entry = self.record.load().get(wwn)
+        return entry and entry['status']
+
+
+class CreateDeleteTestCase(HostTestCase):
+
+    def test_create_records_the_endpoint(self):
+        endpoint = host.create(self.record, DEVICE, wwn=WWN, nexus=NEXUS)
+        self.assertEqual(dict(endpoint, status='present'),
+                         self.record.load()[WWN])
+
+    def test_failed_create_records_nothing(self):
+        fake_rtslib.STATE.fail_on['lun'] = fake_rtslib.RTSLibError('no')
+        self.assertRaises(exception.BackendError, host.create, self.record,
+                          DEVICE, wwn=WWN)
+        self.assertEqual({}, self.record.load())
+
+    def test_refused_retry_keeps_the_record(self):
+        host.create(self.record, DEVICE, wwn=WWN)
+        self.assertRaises(exception.EndpointExists, host.create,
+                          self.record, OTHER_DEVICE, wwn=WWN)
+        self.assertEqual('present', self.status())
+
+    def test_delete_forgets_the_endpoint(self):
+        host.create(self.record, DEVICE, wwn=WWN)
+        self.assertTrue(host.delete(self.record, WWN))
+        self.assertEqual({}, self.record.load())
+
+    def test_refused_delete_keeps_the_record(self):
+        host.create(self.record, DEVICE, wwn=WWN)
+        fake_rtslib.STATE.held.add(WWN)
+        self.assertRaises(exception.EndpointInUse, host.delete,
+                          self.record, WWN)
+        self.assertEqual('present', self.status())
+
+    def test_invalid_input_touches_neither_lio_nor_the_record(self):
+        for call in ((host.create, self.record, '/dev/null'),
+                     (host.create, self.record, DEVICE, 'naa.6' + '0' * 15),
+                     (host.delete, self.record, 'naa.1')):
+            self.assertRaises(exception.Invalid, *call)
+        self.assertFalse(os.path.exists(self.record.path))
+        self.prepare.assert_not_called()
+
+
+class CrashTestCase(HostTestCase):
+    """A helper killed midway leaves an intent the next call finishes."""
+
+    def kill_at(self, step):
+        fake_rtslib.STATE.fail_on[step] = SystemExit('SIGKILL')
+
+    def test_intent_is_recorded_before_lio_is_touched(self):
+        seen = []
+        self.prepare.side_effect = lambda rtslib: seen.append(self.status())
+        host.create(self.record, DEVICE, wwn=WWN)
+        self.assertEqual('creating', seen[-1])
+        seen.clear()
+        host.delete(self.record, WWN)
+        self.assertEqual('deleting', seen[-1])
+
+    def test_create_after_a_crashed_create_converges(self):
+        for step in ('storage', 'target', 'tpg', 'nexus', 'lun'):
+            fake_rtslib.reset()
+            self.record.save({})
+            self.record.set(WWN, state.CREATING)
+            # What the killed helper built before dying at this step:
+            self.kill_at(step)
+            self.assertRaises(SystemExit, lio._build, fake_rtslib, DEVICE,
+                              WWN, NEXUS)
+            endpoint = host.create(self.record, DEVICE, wwn=WWN,
+                                   nexus=NEXUS)
+            self.assertEqual(DEVICE, endpoint['luns'][0]['device_path'],
+                             step)
+            self.assertEqual('present', self.status(), step)
+
+    def test_delete_after_a_crashed_delete_converges(self):
+        host.create(self.record, DEVICE, wwn=WWN)
+        self.record.set(WWN, state.DELETING)
+        fake_rtslib.STATE.targets[('vhost', WWN)].tpgs[0].luns[0].delete()
+        self.assertTrue(host.delete(self.record, WWN))
+        self.assertEqual({'storage': [], 'targets': []},
+                         fake_rtslib.snapshot())
+        self.assertEqual({}, self.record.load())
+
+    def test_cleanup_removes_half_built_endpoint(self):
+        self.record.set(WWN, state.CREATING)
+        fake_rtslib.STATE.fail_on['lun'] = SystemExit('SIGKILL')
+        self.assertRaises(SystemExit, lio._build, fake_rtslib, DEVICE, WWN,
+                          NEXUS)
+        self.assertEqual({'endpoints': [WWN], 'backstores': []},
+                         host.cleanup(self.record))
+        self.assertEqual({'storage': [], 'targets': []},
+                         fake_rtslib.snapshot())
+        self.assertEqual({}, self.record.load())
+
+
+class CleanupTestCase(HostTestCase):
+
+    def test_unrecorded_orphan_backstore_is_removed(self):
+        fake_rtslib.BlockStorageObject(lio.backstore_name(WWN), dev=DEVICE)
+        self.assertEqual({'endpoints': [],
+                          'backstores': [lio.backstore_name(WWN)]},
+                         host.cleanup(self.record))
+        self.assertEqual([], fake_rtslib.snapshot()['storage'])
+
+    def test_orphan_backstore_with_its_lun_less_target_is_removed(self):
+        fake_rtslib.BlockStorageObject(lio.backstore_name(WWN), dev=DEVICE)
+        fake_rtslib.TPG(fake_rtslib.Target(fake_rtslib.FabricModule('vhost'),
+                                           WWN, mode='create'), 1)
+        self.assertEqual([WWN], host.cleanup(self.record)['endpoints'])
+        self.assertEqual({'storage': [], 'targets': []},
+                         fake_rtslib.snapshot())
+
+    def test_complete_endpoints_and_foreign_objects_are_kept(self):
+        self.add_foreign_objects()
+        fake_rtslib.TPG(fake_rtslib.Target(fake_rtslib.FabricModule('vhost'),
+                                           'naa.5001405ccccccccc',
+                                           mode='create'), 1)
+        host.create(self.record, DEVICE, wwn=WWN)
+        before = fake_rtslib.snapshot()
+        self.assertEqual({'endpoints': [], 'backstores': []},
+                         host.cleanup(self.record))
+        self.assertEqual(before, fake_rtslib.snapshot())
+
+
+class RestoreTestCase(HostTestCase):
+
+    def reboot(self):
+        """LIO forgets everything; the state file survives."""
+        fake_rtslib.reset()
+
+    def test_restore_recreates_with_same_wwn_and_nexus(self):
+        created = host.create(self.record, DEVICE, wwn=WWN, nexus=NEXUS)
+        self.reboot()
+        report = host.restore(self.record)
+        self.assertEqual({'restored': [created], 'already_present': [],
+                          'failed': []}, report)
+        self.assertEqual(created, lio.show(WWN))
+
+    def test_restore_skips_present_endpoints(self):
+        created = host.create(self.record, DEVICE, wwn=WWN)
+        before = fake_rtslib.snapshot()
+        self.assertEqual([created],
+                         host.restore(self.record)['already_present'])
+        self.assertEqual(before, fake_rtslib.snapshot())
+
+    def test_missing_device_is_reported_and_the_rest_restored(self):
+        gone = host.create(self.record, '/dev/loop0', wwn=WWN)
+        kept = host.create(self.record, OTHER_DEVICE,
+                           wwn='naa.5001405000000009')
+        self.reboot()
+        entries = self.record.load()
+        entries[WWN]['luns'][0]['device_path'] = '/dev/vanished'
+        self.record.save(entries)
+        report = host.restore(self.record)
+        self.assertEqual([kept], report['restored'])
+        [(wwn, reason)] = report['failed']
+        self.assertEqual(gone['wwn'], wwn)
+        self.assertIn('/dev/vanished', reason)
+
+    def test_restore_never_touches_foreign_objects(self):
+        host.create(self.record, DEVICE, wwn=WWN)
+        self.reboot()
+        self.add_foreign_objects()
+        before = fake_rtslib.snapshot()
+        host.restore(self.record)
+        after = fake_rtslib.snapshot()
+        self.assertEqual([obj for obj in after['targets']
+                          if obj[1] != WWN], before['targets'])
