@@ -226,6 +226,26 @@ class ExecutorTestCase(base.TestCase):
                                 self.executor.list_endpoints)
         self.assertIn('No such file', err.stderr)
 
+    def test_restore_returns_a_report_of_endpoints(self):
+        self.execute.reply(json.dumps(
+            {'restored': [ENDPOINT], 'already_present': [],
+             'failed': [['naa.5001405000000009', 'device gone']]}))
+        report = self.executor.restore()
+        self.assertEqual([('vhost-brick-helper', 'restore')],
+                         self.execute.commands)
+        self.assertEqual((endpoint.VhostEndpoint.from_dict(ENDPOINT),),
+                         report.restored)
+        self.assertEqual((), report.already_present)
+        self.assertEqual((('naa.5001405000000009', 'device gone'),),
+                         report.failed)
+
+    def test_cleanup_returns_what_was_removed(self):
+        removed = {'endpoints': [WWN], 'backstores': ['vhost-brick-1']}
+        self.execute.reply(json.dumps(removed))
+        self.assertEqual(removed, self.executor.cleanup())
+        self.assertEqual([('vhost-brick-helper', 'cleanup')],
+                         self.execute.commands)
+
     def test_helper_command_is_configurable(self):
         self.conf.config(helper_command='/opt/vb/bin/vhost-brick-helper',
                          group='vhost_brick')
@@ -284,6 +304,14 @@ class LockingTestCase(base.TestCase):
         self.execute.reply('{"deleted": true}')
         self.executor.delete_endpoint(WWN)
         self.assertFalse(self.lock.call_args.kwargs['external'])
+
+    def test_restore_and_cleanup_take_the_lock(self):
+        self.execute.reply('{"restored": [], "already_present": [], '
+                           '"failed": []}')
+        self.execute.reply('{"endpoints": [], "backstores": []}')
+        self.executor.restore()
+        self.executor.cleanup()
+        self.assertEqual([True, True], self.execute_seen_lock)
 
     def test_reads_do_not_take_the_lock(self):
         self.execute.reply('[]')
