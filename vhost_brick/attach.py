@@ -1,0 +1,160 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""How a hypervisor attaches an endpoint: os-brick, libvirt and QEMU forms.
+
+One QEMU ``vhost-scsi-pci`` device (one libvirt ``scsi_host`` hostdev)
+owns a whole WWN: the guest sees every TPG as a SCSI target and every LUN
+under it. Kernel vhost-scsi also blocks live migration unless QEMU is
+told ``migratable=on`` (and the destination has the same endpoint).
+"""
+
+import re
+import xml.etree.ElementTree as ElementTree
+
+from vhost_brick import exception
+from vhost_brick import validation
+
+
+DRIVER_VOLUME_TYPE = 'vhost'
+LIBVIRT_MODELS = ('virtio', 'virtio-transitional', 'virtio-non-transitional')
+_QEMU_ID_RE = re.compile(r'[A-Za-z][A-Za-z0-9._-]{0,127}\Z')
+_PCI_ADDR_RE = re.compile(r'(0x)?[0-9a-fA-F]{1,2}(\.[0-7])?\Z')
+
+# QEMU vhost-scsi-pci properties: name -> (check, description).
+_QEMU_INT_PROPERTIES = {
+    # VIRTIO_QUEUE_MAX (1024) less the control and event queues.
+    'num_queues': (lambda v: 1 <= v <= 1022, 'an integer in 1..1022'),
+    'virtqueue_size': (lambda v: 4 <= v <= 1024 and not v & (v - 1),
+                       'a power of two in 4..1024'),
+    # vhost_scsi accepts TPG tags below VHOST_SCSI_MAX_TARGET (256).
+    'boot_tpgt': (lambda v: 0 <= v <= 255, 'an integer in 0..255'),
+    'max_sectors': (lambda v: 1 <= v <= 0xFFFF, 'an integer in 1..65535'),
+    'cmd_per_lun': (lambda v: 1 <= v <= 0xFFFF, 'an integer in 1..65535'),
+}
+
+
+def _invalid(reason):
+    return exception.Invalid(reason=reason)
+
+
+def _wwpn(endpoint):
+    return validation.validate_wwn(endpoint.wwn)
+
+
+def connection_info(endpoint, lun=None):
+    """os-brick/Cinder style connection_info for an endpoint.
+
+    ``data`` carries what a consumer needs to attach it (``wwpn``,
+    ``tpgt``, ``lun``) and to find its backing device again.
+
+    :param lun: the LUN this volume is; defaults to the endpoint's first
+    """
+    if not endpoint.luns:
+        raise _invalid('endpoint %s has no LUN' % endpoint.wwn)
+    luns = {item.lun: item for item in endpoint.luns}
+    chosen = endpoint.luns[0] if lun is None else luns.get(lun)
+    if chosen is None:
+        raise _invalid('endpoint %s has no LUN %r' % (endpoint.wwn, lun))
+    return {'driver_volume_type': DRIVER_VOLUME_TYPE,
+            'data': {'wwpn': _wwpn(endpoint), 'tpgt': endpoint.tpgt,
+                     'lun': chosen.lun, 'nexus': endpoint.nexus,
+                     'device_path': chosen.device_path,
+                     'backstore': chosen.backstore}}
+
+
+def qemu_device_args(endpoint, device_id=None, bus=None, addr=None,
+                     migratable=None, **properties):
+    """QEMU command-line arguments attaching the endpoint.
+
+    :param device_id: QEMU ``id=`` of the device
+    :param bus: id of the PCI bus to plug into
+    :param addr: PCI slot[.function], e.g. ``'0x7'`` or ``'07.0'``
+    :param migratable: set QEMU's ``migratable`` (True lifts the
+                       migration blocker; the destination must have the
+                       same endpoint)
+    :param properties: ``num_queues``, ``virtqueue_size``, ``boot_tpgt``,
+                       ``max_sectors``, ``cmd_per_lun``
+    :returns: ``['-device', 'vhost-scsi-pci,wwpn=...']``
+    :raises: :class:`~vhost_brick.exception.Invalid`
+    """
+    options = ['vhost-scsi-pci', 'wwpn=' + _wwpn(endpoint)]
+    for name, value in sorted(properties.items()):
+        if name not in _QEMU_INT_PROPERTIES:
+            raise _invalid('unknown vhost-scsi-pci property %r' % name)
+        check, expected = _QEMU_INT_PROPERTIES[name]
+        if type(value) is not int or not check(value):
+            raise _invalid('%s must be %s, not %r' % (name, expected, value))
+        options.append('%s=%d' % (name, value))
+    if migratable is not None:
+        if not isinstance(migratable, bool):
+            raise _invalid('migratable must be a bool')
+        options.append('migratable=%s' % ('on' if migratable else 'off'))
+    for name, value, pattern in (('id', device_id, _QEMU_ID_RE),
+                                 ('bus', bus, _QEMU_ID_RE),
+                                 ('addr', addr, _PCI_ADDR_RE)):
+        if value is not None:
+            if not isinstance(value, str) or not pattern.match(value):
+                raise _invalid('bad QEMU %s %r' % (name, value))
+            options.append('%s=%s' % (name, value))
+    return ['-device', ','.join(options)]
+
+
+def libvirt_hostdev_xml(endpoint, model=None, address=None):
+    """The libvirt ``<hostdev>`` element attaching the endpoint, as text.
+
+    :param model: ``virtio``, ``virtio-transitional`` or
+                  ``virtio-non-transitional``
+    :param address: dict of ``<address>`` attributes, ``type`` ``pci``
+                    (``domain``, ``bus``, ``slot``, ``function``) or
+                    ``ccw`` (``cssid``, ``ssid``, ``devno``)
+    :raises: :class:`~vhost_brick.exception.Invalid`
+    """
+    hostdev = ElementTree.Element(
+        'hostdev', {'mode': 'subsystem', 'type': 'scsi_host'})
+    if model is not None:
+        if model not in LIBVIRT_MODELS:
+            raise _invalid('libvirt model must be one of %s, not %r'
+                           % (', '.join(LIBVIRT_MODELS), model))
+        hostdev.set('model', model)
+    ElementTree.SubElement(hostdev, 'source',
+                           {'protocol': 'vhost', 'wwpn': _wwpn(endpoint)})
+    if address is not None:
+        ElementTree.SubElement(hostdev, 'address', _address(address))
+    return ElementTree.tostring(hostdev, encoding='unicode')
+
+
+_ADDRESS_FIELDS = {
+    'pci': {'domain': 0xFFFF, 'bus': 0xFF, 'slot': 0x1F, 'function': 0x7},
+    'ccw': {'cssid': 0xFE, 'ssid': 0x3, 'devno': 0xFFFF},
+}
+
+
+def _address(address):
+    address = dict(address)
+    kind = address.pop('type', None)
+    if kind not in _ADDRESS_FIELDS:
+        raise _invalid('address type must be pci or ccw, not %r' % kind)
+    fields = _ADDRESS_FIELDS[kind]
+    unknown = set(address) - set(fields)
+    if unknown:
+        raise _invalid('unknown %s address fields %s'
+                       % (kind, ', '.join(sorted(unknown))))
+    attributes = {'type': kind}
+    for name, value in address.items():
+        if type(value) is not int or not 0 <= value <= fields[name]:
+            raise _invalid('%s address %s must be an integer in 0..%#x, '
+                           'not %r' % (kind, name, fields[name], value))
+        width = 4 if name in ('domain', 'devno') else (
+            1 if name in ('function', 'ssid') else 2)
+        attributes[name] = '0x%0*x' % (width, value)
+    return attributes

@@ -1,0 +1,151 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+import shutil
+import subprocess
+import xml.etree.ElementTree as ElementTree
+
+import fixtures
+
+from vhost_brick import attach
+from vhost_brick import endpoint
+from vhost_brick import exception
+from vhost_brick.tests import base
+
+
+WWN = 'naa.5001405000000001'
+ENDPOINT = endpoint.VhostEndpoint(
+    wwn=WWN, tpgt=1, nexus='naa.5001405000000002',
+    luns=[endpoint.VhostLun(0, '/dev/disk/by-id/x',
+                            'vhost-brick-5001405000000001')])
+
+DOMAIN = """<domain type='kvm'>
+  <name>vhost-brick-test</name>
+  <memory unit='MiB'>256</memory>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>%s</devices>
+</domain>
+"""
+
+
+class ConnectionInfoTestCase(base.TestCase):
+
+    def test_connection_info(self):
+        self.assertEqual(
+            {'driver_volume_type': 'vhost',
+             'data': {'wwpn': WWN, 'tpgt': 1, 'lun': 0,
+                      'nexus': 'naa.5001405000000002',
+                      'device_path': '/dev/disk/by-id/x',
+                      'backstore': 'vhost-brick-5001405000000001'}},
+            attach.connection_info(ENDPOINT))
+
+    def test_unknown_lun_is_refused(self):
+        self.assertRaises(exception.Invalid, attach.connection_info,
+                          ENDPOINT, lun=3)
+
+    def test_endpoint_without_lun_is_refused(self):
+        self.assertRaises(exception.Invalid, attach.connection_info,
+                          endpoint.VhostEndpoint(WWN, 1, '', ()))
+
+
+class QemuArgsTestCase(base.TestCase):
+
+    def test_minimal(self):
+        self.assertEqual(['-device', 'vhost-scsi-pci,wwpn=' + WWN],
+                         attach.qemu_device_args(ENDPOINT))
+
+    def test_every_knob(self):
+        self.assertEqual(
+            ['-device', 'vhost-scsi-pci,wwpn=%s,boot_tpgt=1,cmd_per_lun=64,'
+             'max_sectors=16384,num_queues=4,virtqueue_size=256,'
+             'migratable=on,id=vol1,bus=pci.0,addr=0x7' % WWN],
+            attach.qemu_device_args(
+                ENDPOINT, device_id='vol1', bus='pci.0', addr='0x7',
+                migratable=True, num_queues=4, virtqueue_size=256,
+                boot_tpgt=1, max_sectors=16384, cmd_per_lun=64))
+
+    def test_bad_values_are_refused(self):
+        for kwargs in ({'num_queues': 0}, {'num_queues': '4'},
+                       {'num_queues': True}, {'virtqueue_size': 100},
+                       {'boot_tpgt': 256}, {'max_sectors': 0x10000},
+                       {'cmd_per_lun': -1}, {'hotplugz': 1},
+                       {'migratable': 'yes'},
+                       {'device_id': 'vol,drive=x'}, {'device_id': '1abc'},
+                       {'bus': 'pci.0,addr=1'}, {'addr': '0x7,multifunction'}):
+            self.assertRaises(exception.Invalid, attach.qemu_device_args,
+                              ENDPOINT, **kwargs)
+
+    def test_endpoint_wwn_is_validated(self):
+        bad = endpoint.VhostEndpoint('naa.5001405000000001,id=x', 1, '', ())
+        self.assertRaises(exception.InvalidWWN, attach.qemu_device_args, bad)
+
+
+class LibvirtXmlTestCase(base.TestCase):
+
+    def test_minimal_element(self):
+        self.assertEqual(
+            "<hostdev mode=\"subsystem\" type=\"scsi_host\">"
+            "<source protocol=\"vhost\" wwpn=\"%s\" /></hostdev>" % WWN,
+            attach.libvirt_hostdev_xml(ENDPOINT))
+
+    def test_model_and_pci_address(self):
+        element = ElementTree.fromstring(attach.libvirt_hostdev_xml(
+            ENDPOINT, model='virtio-non-transitional',
+            address={'type': 'pci', 'domain': 0, 'bus': 0, 'slot': 7,
+                     'function': 0}))
+        self.assertEqual('virtio-non-transitional', element.get('model'))
+        self.assertEqual({'type': 'pci', 'domain': '0x0000', 'bus': '0x00',
+                          'slot': '0x07', 'function': '0x0'},
+                         element.find('address').attrib)
+
+    def test_bad_model_and_addresses_are_refused(self):
+        for kwargs in ({'model': 'lsilogic'},
+                       {'address': {'type': 'drive'}},
+                       {'address': {'type': 'pci', 'slot': 32}},
+                       {'address': {'type': 'pci', 'slot': '7'}},
+                       {'address': {'type': 'pci', 'port': 1}}):
+            self.assertRaises(exception.Invalid,
+                              attach.libvirt_hostdev_xml, ENDPOINT, **kwargs)
+
+
+class LibvirtSchemaTestCase(base.TestCase):
+    """The generated XML validates against libvirt's own schema."""
+
+    def setUp(self):
+        super().setUp()
+        if not shutil.which('virt-xml-validate'):
+            self.skipTest('virt-xml-validate missing: apt-get install '
+                          'libvirt-clients libxml2-utils (.ci/run does)')
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+
+    def validate(self, hostdev):
+        path = self.tmp + '/domain.xml'
+        with open(path, 'w') as f:
+            f.write(DOMAIN % hostdev)
+        return subprocess.run(['virt-xml-validate', path, 'domain'],
+                              capture_output=True, text=True)
+
+    def test_generated_elements_validate(self):
+        for kwargs in ({}, {'model': 'virtio'},
+                       {'model': 'virtio-transitional',
+                        'address': {'type': 'pci', 'domain': 0, 'bus': 0,
+                                    'slot': 7, 'function': 0}},
+                       {'address': {'type': 'ccw', 'cssid': 0xfe,
+                                    'ssid': 0, 'devno': 0x0a}}):
+            result = self.validate(attach.libvirt_hostdev_xml(ENDPOINT,
+                                                              **kwargs))
+            self.assertEqual(0, result.returncode, result.stderr + str(kwargs))
+
+    def test_schema_check_can_fail(self):
+        broken = attach.libvirt_hostdev_xml(ENDPOINT).replace(
+            'protocol="vhost"', 'protocol="vhostx"')
+        self.assertNotEqual(0, self.validate(broken).returncode)
