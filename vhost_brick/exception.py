@@ -67,6 +67,11 @@ class InvalidNexus(InvalidWWN):
     helper_exit_code = 13
 
 
+class InvalidConnector(Invalid):
+    message = "Connector %(connector)s cannot attach over vhost: %(reason)s"
+    helper_exit_code = 15
+
+
 class InvalidArgument(Invalid):
     message = "Invalid helper arguments: %(reason)s"
     helper_exit_code = 14
