@@ -1,0 +1,140 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Hostile input at the Python API and the helper CLI (no kernel)."""
+
+import io
+import json
+import os
+import stat
+
+import fixtures
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from vhost_brick import exception
+from vhost_brick import executor
+from vhost_brick import helper
+from vhost_brick import lio
+from vhost_brick.tests import base
+from vhost_brick.tests import hostile
+
+
+DISK = '/dev/loop0'
+
+
+class ScratchFiles(fixtures.Fixture):
+    """The files the {tmp} rows name."""
+
+    def _setUp(self):
+        self.path = self.useFixture(fixtures.TempDir()).path
+        open(os.path.join(self.path, 'file'), 'w').close()
+        for name, target in (('link-to-file', 'file'),
+                             ('link-to-null', '/dev/null'),
+                             ('dangling', 'nowhere'), ('loop', 'loop')):
+            os.symlink(target, os.path.join(self.path, name))
+
+
+def fill(value, tmp, disk):
+    if isinstance(value, str):
+        return value.replace('{tmp}', tmp).replace('{disk}', disk)
+    return value
+
+
+class HostileApiTestCase(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = self.useFixture(ScratchFiles()).path
+        self.calls = []
+        self.executor = executor.VhostExecutor(
+            None, execute=lambda *cmd, **kw: self.calls.append(cmd))
+        # Rows that only break the WWN or nexus use this path, which the
+        # host running the unit tests may lack: treat it as a block device.
+        real = executor.validation.validate_device_path
+        self.useFixture(fixtures.MockPatchObject(
+            executor.validation, 'validate_device_path',
+            side_effect=lambda path: path if path == DISK else real(path)))
+
+    def test_table_has_at_least_30_rows(self):
+        self.assertGreaterEqual(len(hostile.BAD_CREATE_INPUTS), 30)
+
+    def test_every_bad_input_gets_its_typed_error_and_runs_nothing(self):
+        for description, kwargs, error in hostile.BAD_CREATE_INPUTS:
+            kwargs = {name: fill(value, self.tmp, DISK)
+                      for name, value in kwargs.items()}
+            kwargs.setdefault('device_path', DISK)
+            err = self.assertRaises(exception.VhostBrickException,
+                                    self.executor.create_endpoint, **kwargs)
+            self.assertIsInstance(err, error, description)
+        self.assertEqual([], self.calls)
+
+
+class HostileHelperTestCase(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.MockPatch('os.geteuid', return_value=0))
+        self.stderr = self.useFixture(
+            fixtures.MonkeyPatch('sys.stderr', io.StringIO())).new_value
+        self.useFixture(fixtures.MonkeyPatch('sys.stdout', io.StringIO()))
+        tmp = self.useFixture(fixtures.TempDir()).path
+        self.useFixture(fixtures.MonkeyPatch(
+            'vhost_brick.helper.LOCK_FILE', tmp + '/lock'))
+        self.useFixture(fixtures.MonkeyPatch(
+            'vhost_brick.helper.CONFIG_FILE', tmp + '/absent.conf'))
+        self.rtslib = self.useFixture(fixtures.MockPatchObject(
+            lio, '_rtslib')).mock
+
+    def run_helper(self, argv):
+        self.stderr.seek(0)
+        self.stderr.truncate()
+        code = helper.main(argv)
+        return code, json.loads(self.stderr.getvalue().splitlines()[-1])
+
+    def test_every_bad_command_line_gets_a_json_error_and_its_code(self):
+        for argv, error in hostile.BAD_HELPER_ARGV:
+            code, report = self.run_helper(argv)
+            self.assertEqual(error.helper_exit_code, code, argv)
+            self.assertEqual(error.__name__, report['error'], argv)
+        self.rtslib.assert_not_called()
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.text(), max_size=4))
+    def test_arbitrary_argv_never_escapes_as_a_traceback(self, argv):
+        with fixtures.MockPatchObject(helper, 'host') as host_mock, \
+                fixtures.MockPatchObject(helper, 'lio') as lio_mock:
+            host_mock.mock.create.return_value = {}
+            lio_mock.mock.list_endpoints.return_value = []
+            try:
+                code = helper.main(argv)
+            except SystemExit as exit:  # --help / -h print usage and exit
+                self.assertEqual(0, exit.code)
+                return
+        if code:
+            report = json.loads(self.stderr.getvalue().splitlines()[-1])
+            self.assertIn(report['error'], dir(exception))
+            self.assertEqual(
+                getattr(exception, report['error']).helper_exit_code, code)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.text())
+    def test_no_device_value_is_passed_on_unless_a_block_device(self, value):
+        with fixtures.MockPatchObject(lio, 'create') as create, \
+                fixtures.MockPatchObject(lio, 'unused_wwn'):
+            code = helper.main(['create', '--device=' + value])
+        if os.path.isabs(value) and '\x00' not in value and \
+                os.path.exists(value) and stat.S_ISBLK(os.stat(value).st_mode):
+            return  # a real block device of this host: a valid request
+        self.assertEqual(exception.InvalidDevice.helper_exit_code, code)
+        create.mock.assert_not_called()
