@@ -47,9 +47,9 @@ class CreateTestCase(base.FunctionalTestCase):
         ep = self.create(disk)
         tpg = os.path.join(base.VHOST, ep.wwn, 'tpgt_1')
         self.assertEqual(ep.nexus, read_attr(tpg, 'nexus'))
-        [link] = os.listdir(os.path.join(tpg, 'lun', 'lun_0'))
-        link = os.path.join(tpg, 'lun', 'lun_0', link)
-        self.assertTrue(os.path.islink(link))
+        lun = os.path.join(tpg, 'lun', 'lun_0')
+        [link] = [os.path.join(lun, name) for name in os.listdir(lun)
+                  if os.path.islink(os.path.join(lun, name))]
         backstore = os.path.realpath(link)
         self.assertEqual(lio.backstore_name(ep.wwn),
                          os.path.basename(backstore))
@@ -105,7 +105,7 @@ class ReadTestCase(base.FunctionalTestCase):
 
     def test_get_unknown_raises_endpoint_not_found(self):
         self.assertRaises(exception.EndpointNotFound,
-                          self.executor.get_endpoint, 'naa.5001405dead0001')
+                          self.executor.get_endpoint, 'naa.5001405dead00001')
 
 
 class DeleteTestCase(base.FunctionalTestCase):
@@ -127,7 +127,7 @@ class DeleteTestCase(base.FunctionalTestCase):
     def test_delete_unknown_wwn_changes_nothing(self):
         before = base.configfs_snapshot()
         self.assertIsNone(
-            self.executor.delete_endpoint('naa.5001405dead0002'))
+            self.executor.delete_endpoint('naa.5001405dead00002'))
         self.assertEqual(before, base.configfs_snapshot())
 
 
@@ -264,14 +264,16 @@ class RollbackTestCase(base.FunctionalTestCase):
         racer = os.path.join(base.VHOST, wwn)
 
         def racing_target(fabric, target_wwn, mode):
-            os.mkdir(racer)
-            self.addCleanup(os.rmdir, racer)
+            if mode == 'create':  # the racer gets there first
+                os.mkdir(racer)
+                self.addCleanup(os.rmdir, racer)
             return real_target(fabric, target_wwn, mode=mode)
         with mock.patch.object(rtslib, 'Target', side_effect=racing_target):
             self.assertRaises(exception.BackendError, lio.create, disk,
                               wwn=wwn)
         self.assertTrue(os.path.isdir(racer), 'the racer\'s target is gone')
-        self.assertEqual([], os.listdir(racer))
+        self.assertEqual([], [name for name in os.listdir(racer)
+                              if name.startswith('tpgt_')])
         self.assertNotIn(lio.backstore_name(wwn), base.own_backstores())
 
     def test_tpg_number_the_kernel_refuses(self):

@@ -1,0 +1,132 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""A nested QEMU guest that reaches an endpoint through vhost-scsi-pci.
+
+Runs inside the test VM: the same Debian kernel boots again with a
+busybox initramfs (built by tools/vmrun.py) whose init reads and writes
+the disk the endpoint exports and talks to the test over its serial
+console. KVM works there because QEMU's TCG emulates AMD SVM.
+"""
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+from vhost_brick import attach
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.join(REPO, 'tools'))
+import vmrun  # noqa: E402  (tools/ is not a package)
+
+MODULES = ('virtio_pci', 'virtio_scsi', 'sd_mod')
+# PID 1 of the nested guest. Unknown name=value kernel parameters
+# (marker) reach init's environment.
+INIT = r"""#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+modprobe -a virtio_pci virtio_scsi sd_mod
+for i in $(seq 200); do [ -b /dev/sda ] && break; sleep 0.1; done
+echo "disk=$(cat /sys/block/sda/device/vendor /sys/block/sda/device/model |
+    tr -s ' \n' '  ')"
+echo "sector0=$(dd if=/dev/sda bs=512 count=1 2>/dev/null | tr -d '\000')"
+printf %s "$marker" | dd of=/dev/sda bs=512 seek=16 conv=sync,fsync \
+    2>/dev/null && echo "written"
+read -r reply
+echo "host said $reply"
+poweroff -f
+"""
+
+
+def kvm_available():
+    """Load the KVM module TCG's CPU model supports; True if usable."""
+    subprocess.run(['modprobe', '-a', 'kvm_amd', 'kvm_intel'],
+                   capture_output=True)
+    return os.path.exists('/dev/kvm')
+
+
+class NestedGuest:
+    """QEMU attached to ``endpoint``; init reads sector 0, writes marker.
+
+    After printing ``written`` the guest waits for a line on its console
+    (:meth:`release`), so the test can act while the endpoint is held.
+    """
+
+    def __init__(self, endpoint, marker, kernel_dir=vmrun.DEFAULT_KERNEL_DIR):
+        initrd = vmrun.build_initramfs(kernel_dir, MODULES, INIT,
+                                       dest_dir='/run')
+        vmlinux = os.path.join(kernel_dir, 'kroot', 'boot', 'vmlinux-' +
+                               vmrun.kernel_version(kernel_dir))
+        accel = (['-accel', 'kvm', '-cpu', 'host'] if kvm_available()
+                 else ['-accel', 'tcg'])
+        self.command = (
+            ['qemu-system-x86_64'] + accel +
+            ['-machine', 'pc', '-m', '256M', '-smp', '1', '-nodefaults',
+             '-no-user-config', '-display', 'none', '-no-reboot',
+             '-serial', 'stdio', '-kernel', vmlinux, '-initrd', initrd,
+             '-append', 'console=ttyS0 panic=-1 quiet marker=' + marker] +
+            attach.qemu_device_args(endpoint, device_id='vhost0',
+                                    num_queues=1, boot_tpgt=endpoint.tpgt))
+        self.lines = queue.Queue()
+        self.output = []
+
+    def start(self):
+        self.process = subprocess.Popen(
+            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, errors='replace')
+        threading.Thread(target=self._read, daemon=True).start()
+        return self
+
+    def _read(self):
+        for line in self.process.stdout:
+            line = line.rstrip('\r\n')
+            self.output.append(line)
+            print('nested| ' + line, flush=True)
+            self.lines.put(line)
+
+    def expect(self, prefix, timeout=180):
+        """Return the first console line starting with prefix."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(
+                    timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError('nested guest printed no %r within %ss;'
+                                     ' output:\n%s' % (prefix, timeout,
+                                                       '\n'.join(self.output)))
+            if line.startswith(prefix):
+                return line
+
+    def release(self):
+        """Let the guest power off (no-op once it has)."""
+        if self.process.poll() is None:
+            try:
+                self.process.stdin.write('go\n')
+                self.process.stdin.flush()
+            except BrokenPipeError:
+                pass
+
+    def stop(self, timeout=120):
+        """Wait for the guest to power off (kill it at the deadline)."""
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError('nested guest did not power off')

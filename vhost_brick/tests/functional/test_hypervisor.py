@@ -1,0 +1,61 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""A real hypervisor reads and writes a disk through an endpoint."""
+
+import os
+
+from vhost_brick import exception
+from vhost_brick.tests.functional import base
+from vhost_brick.tests.functional import guest
+
+
+class HypervisorTestCase(base.FunctionalTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.sector0 = 'sector0-' + os.urandom(8).hex()
+        self.marker = 'sector16-' + os.urandom(8).hex()
+        self.disk = self.useFixture(base.LoopDevice(
+            size=64 << 20, data=self.sector0.encode()))
+        self.endpoint = self.executor.create_endpoint(self.disk.path)
+        self.addCleanup(self.executor.delete_endpoint, self.endpoint.wwn)
+        self.guest = guest.NestedGuest(self.endpoint, self.marker).start()
+        self.addCleanup(self.guest.stop)
+        self.addCleanup(self.guest.release)
+
+    def backing_sector16(self):
+        with open(self.disk.backing_file, 'rb') as backing:
+            backing.seek(16 * 512)
+            return backing.read(512).rstrip(b'\0').decode(errors='replace')
+
+    def test_guest_reads_and_writes_through_the_endpoint(self):
+        self.assertEqual('disk=LIO-ORG IBLOCK',
+                         self.guest.expect('disk=').strip())
+        self.assertEqual('sector0=' + self.sector0,
+                         self.guest.expect('sector0='))
+        self.guest.expect('written')
+        self.assertEqual(self.marker, self.backing_sector16())
+
+    def test_delete_is_refused_while_the_guest_holds_the_endpoint(self):
+        self.guest.expect('written')
+        before = base.configfs_snapshot()
+        self.assertRaises(exception.EndpointInUse,
+                          self.executor.delete_endpoint, self.endpoint.wwn)
+        self.assertEqual(before, base.configfs_snapshot())
+        self.assertEqual(self.endpoint,
+                         self.executor.get_endpoint(self.endpoint.wwn))
+        self.guest.release()
+        self.guest.expect('host said go')
+        self.assertEqual(0, self.guest.stop())
+        self.executor.delete_endpoint(self.endpoint.wwn)
+        self.assertNotIn(self.endpoint.wwn, base.vhost_targets())
