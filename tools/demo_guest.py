@@ -20,8 +20,8 @@ import subprocess
 import sys
 import time
 
-from vhost_brick import VhostExecutor
 from vhost_brick.tests.functional import guest
+from vhost_brick import VhostExecutor
 
 
 def step(text):
