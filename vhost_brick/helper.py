@@ -52,10 +52,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 @contextlib.contextmanager
-def _host_lock():
+def _host_lock(shared=False):
+    """Exclusive for changes, shared for reads.
+
+    Reads then never see the half-made objects of a concurrent change.
+    """
     os.makedirs(os.path.dirname(LOCK_FILE), exist_ok=True)
     with open(LOCK_FILE, 'a') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
 
 
@@ -93,11 +97,13 @@ def _cleanup(args):
 
 
 def _show(args):
-    return lio.show(args.wwn)
+    with _host_lock(shared=True):
+        return lio.show(args.wwn)
 
 
 def _list(args):
-    return lio.list_endpoints()
+    with _host_lock(shared=True):
+        return lio.list_endpoints()
 
 
 def _verify(args):

@@ -37,6 +37,7 @@ LOG = logging.getLogger(__name__)
 CONFIGFS = '/sys/kernel/config'
 TARGET_ROOT = CONFIGFS + '/target'
 VHOST_FABRIC = TARGET_ROOT + '/vhost'
+CORE = TARGET_ROOT + '/core'
 # rtslib-fb refuses to start unless the target dbroot directory exists.
 DBROOT = '/etc/target'
 TPGT = 1
@@ -143,24 +144,38 @@ def _lookup_target(rtslib, wwn):
         return None
 
 
-def _describe_lun(lun):
-    storage = lun.storage_object
+def _storage_of(rtslib, lun):
+    """The LUN's storage object, or None for a LUN without its link.
+
+    A LUN directory whose link is missing is what an interrupted create
+    or delete (ours or another tool's) leaves between its two steps.
+    """
+    try:
+        return lun.storage_object
+    except rtslib.RTSLibError:
+        return None
+
+
+def _describe_lun(rtslib, lun):
+    storage = _storage_of(rtslib, lun)
+    if storage is None:
+        return {'lun': lun.lun, 'device_path': '', 'backstore': ''}
     return {'lun': lun.lun, 'device_path': storage.udev_path or '',
             'backstore': storage.name}
 
 
-def _describe_tpg(target, tpg):
+def _describe_tpg(rtslib, target, tpg):
     return {'wwn': target.wwn, 'tpgt': tpg.tag, 'nexus': tpg.nexus or '',
-            'luns': sorted((_describe_lun(lun) for lun in tpg.luns),
+            'luns': sorted((_describe_lun(rtslib, lun) for lun in tpg.luns),
                            key=lambda lun: lun['lun'])}
 
 
-def _describe(target):
+def _describe(rtslib, target):
     """The endpoint dict of a target: its lowest-numbered TPG."""
     tpgs = sorted(target.tpgs, key=lambda tpg: tpg.tag)
     if not tpgs:
         return {'wwn': target.wwn, 'tpgt': TPGT, 'nexus': '', 'luns': []}
-    return _describe_tpg(target, tpgs[0])
+    return _describe_tpg(rtslib, target, tpgs[0])
 
 
 def _same_device(path_a, path_b):
@@ -220,11 +235,35 @@ def _check_device_free(rtslib, device_path):
     os.close(fd)
 
 
+def _find_backstore(rtslib, name):
+    """Our block backstore called name, or None.
+
+    Found by one glob of core/ rather than rtslib-fb's process-wide
+    backstore cache, which goes stale as soon as this process creates or
+    deletes a backstore with an explicit index.
+    """
+    for path in glob.glob(os.path.join(CORE, 'iblock_*', glob.escape(name))):
+        index = os.path.basename(os.path.dirname(path))[len('iblock_'):]
+        return rtslib.BlockStorageObject(name, index=int(index))
+    return None
+
+
+def _free_hba_index():
+    """An iblock HBA index no directory in core/ uses.
+
+    rtslib-fb picks indexes from its cache of HBAs that hold a storage
+    object, and so collides with an empty HBA directory (left by a crash
+    between its two mkdirs), which it then cannot create again.
+    """
+    used = {int(entry[len('iblock_'):]) for entry in os.listdir(CORE)
+            if entry.startswith('iblock_') and entry[7:].isdigit()}
+    return min(set(range(len(used) + 1)) - used)
+
+
 def _delete_own_backstore(rtslib, wwn):
     """Delete the backstore vhost_brick made for wwn; False if none."""
-    try:
-        storage = rtslib.BlockStorageObject(backstore_name(wwn))
-    except _not_found_error(rtslib):
+    storage = _find_backstore(rtslib, backstore_name(wwn))
+    if storage is None:
         return False
     storage.delete()
     return True
@@ -242,14 +281,15 @@ def _build(rtslib, device_path, wwn, nexus):
     created = []
     try:
         storage = rtslib.BlockStorageObject(backstore_name(wwn),
-                                            dev=device_path)
+                                            dev=device_path,
+                                            index=_free_hba_index())
         created.append(storage)
         target = rtslib.Target(_vhost_fabric(rtslib), wwn, mode='create')
         created.append(target)
         tpg = rtslib.TPG(target, TPGT, mode='create')
         _set_nexus(rtslib, tpg, nexus)
         rtslib.LUN(tpg, LUN, storage)
-        return _describe(target)
+        return _describe(rtslib, target)
     except BaseException:
         for obj in reversed(created):
             try:
@@ -273,7 +313,8 @@ def create(device_path, wwn=None, nexus=None):
         else:
             target = _lookup_target(rtslib, wwn)
             if target is not None:
-                return _check_retry(_describe(target), device_path, nexus)
+                return _check_retry(_describe(rtslib, target), device_path,
+                                    nexus)
         _check_device_free(rtslib, device_path)
         if _delete_own_backstore(rtslib, wwn):
             LOG.warning('Removed backstore %s left behind by an '
@@ -341,10 +382,9 @@ def delete_backstore(name):
                                             'backstore' % name)
     with _translated() as rtslib:
         _prepare(rtslib)
-        try:
-            rtslib.BlockStorageObject(name).delete()
-        except _not_found_error(rtslib):
-            pass
+        storage = _find_backstore(rtslib, name)
+        if storage is not None:
+            storage.delete()
 
 
 def show(wwn):
@@ -355,7 +395,7 @@ def show(wwn):
         target = _lookup_target(rtslib, wwn)
         if target is None:
             raise exception.EndpointNotFound(wwn=wwn)
-        return _describe(target)
+        return _describe(rtslib, target)
 
 
 def list_endpoints():
@@ -364,7 +404,7 @@ def list_endpoints():
         _prepare(rtslib)
         if not os.path.isdir(VHOST_FABRIC):
             return []
-        return [_describe_tpg(target, tpg)
+        return [_describe_tpg(rtslib, target, tpg)
                 for target in _vhost_fabric(rtslib).targets
                 for tpg in sorted(target.tpgs, key=lambda tpg: tpg.tag)]
 
@@ -410,7 +450,10 @@ def _remove_luns(rtslib, tpgs):
     try:
         for tpg in tpgs:
             for lun in list(tpg.luns):
-                storage = lun.storage_object
+                storage = _storage_of(rtslib, lun)
+                if storage is None:
+                    os.rmdir(lun.path)  # rtslib cannot delete it
+                    continue
                 lun.delete()
                 removed.append((tpg, lun.lun, storage))
     except BaseException:

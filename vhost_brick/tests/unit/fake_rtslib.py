@@ -78,7 +78,7 @@ class FabricModule:
 class BlockStorageObject:
     plugin = 'block'
 
-    def __init__(self, name, dev=None):
+    def __init__(self, name, dev=None, index=None):
         if dev is None:
             if name not in STATE.storage:
                 raise RTSLibNotInCFSError('Storage object block/%s not '
@@ -96,7 +96,7 @@ class BlockStorageObject:
         for target in list(STATE.targets.values()):
             for tpg in target.tpgs:
                 for lun in tpg.luns:
-                    if lun.storage_object.name == self.name:
+                    if lun._storage_object is self:
                         lun.delete()
         del STATE.storage[self.name]
 
@@ -176,8 +176,19 @@ class LUN:
         STATE.maybe_fail('lun')
         self.tpg = tpg
         self.lun = lun
-        self.storage_object = storage_object
+        self.path = '%s/lun/lun_%d' % (tpg.path, lun)
+        self._storage_object = storage_object
         tpg._luns[lun] = self
+
+    @property
+    def storage_object(self):
+        if self._storage_object is None:
+            raise RTSLibError('Broken LUN in configFS, no storage object')
+        return self._storage_object
+
+    def break_link(self):
+        """What a helper killed between LUN mkdir and symlink leaves."""
+        self._storage_object = None
 
     def delete(self):
         STATE.maybe_fail('delete_lun')
@@ -208,7 +219,7 @@ def snapshot():
                           for s in STATE.storage.values()),
         'targets': sorted(
             (t.fabric, t.wwn, tpg.tag, tpg.nexus,
-             tuple(sorted((lun.lun, lun.storage_object.name)
-                          for lun in tpg.luns)))
+             tuple(sorted((lun.lun, lun._storage_object and
+                           lun._storage_object.name) for lun in tpg.luns)))
             for t in STATE.targets.values() for tpg in t.tpgs),
     }

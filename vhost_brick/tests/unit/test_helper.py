@@ -103,6 +103,25 @@ class HelperTestCase(base.TestCase):
         self.run_helper('delete', '--wwn=' + WWN)
         self.assertEqual([True, True], seen)
 
+    def test_reads_hold_the_host_lock_shared(self):
+        seen = []
+
+        def probe(*args):
+            with open(self.lock_file) as lock:
+                for mode in (helper.fcntl.LOCK_SH, helper.fcntl.LOCK_EX):
+                    try:
+                        helper.fcntl.flock(lock, mode | helper.fcntl.LOCK_NB)
+                        helper.fcntl.flock(lock, helper.fcntl.LOCK_UN)
+                        seen.append(True)
+                    except BlockingIOError:
+                        seen.append(False)
+            return []
+        self.lio.list_endpoints.side_effect = probe
+        self.lio.show.side_effect = probe
+        self.run_helper('list')
+        self.run_helper('show', '--wwn=' + WWN)
+        self.assertEqual([True, False, True, False], seen)
+
     def test_delete_reports_whether_something_was_deleted(self):
         self.host.delete.return_value = False
         self.assertEqual(0, self.run_helper('delete', '--wwn=' + WWN))

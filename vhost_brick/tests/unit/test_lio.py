@@ -66,6 +66,12 @@ class LioTestCase(base.TestCase):
         self.claims = []
         self.useFixture(fixtures.MockPatchObject(
             lio.vhostdev, 'claim', side_effect=self.fake_claim))
+        self.useFixture(fixtures.MockPatchObject(
+            lio, '_find_backstore',
+            side_effect=lambda rtslib, name: fake_rtslib.STATE.storage.get(
+                name)))
+        self.useFixture(fixtures.MockPatchObject(
+            lio, '_free_hba_index', return_value=0))
 
     @contextlib.contextmanager
     def fake_claim(self, wwn):
@@ -257,6 +263,17 @@ class DeleteTestCase(LioTestCase):
         self.assertIn('disk0', state.storage)
         self.assertIn(('iscsi', 'iqn.2003-01.org.example:t1'), state.targets)
 
+    def test_delete_removes_a_lun_left_without_its_link(self):
+        lio.create(DEVICE, wwn=WWN)
+        lun = fake_rtslib.STATE.targets[('vhost', WWN)].tpgs[0].luns[0]
+        lun.break_link()
+        with mock.patch('os.rmdir', side_effect=lambda path: lun.delete()) \
+                as rmdir:
+            self.assertTrue(lio.delete(WWN))
+        rmdir.assert_called_once_with(lun.path)
+        self.assertEqual({'storage': [], 'targets': []},
+                         fake_rtslib.snapshot())
+
     def test_delete_endpoint_without_nexus_needs_no_claim(self):
         target = fake_rtslib.Target(fake_rtslib.FabricModule('vhost'), WWN,
                                     mode='create')
@@ -284,6 +301,12 @@ class ReadTestCase(LioTestCase):
     def test_show(self):
         created = lio.create(DEVICE, wwn=WWN)
         self.assertEqual(created, lio.show(WWN))
+
+    def test_lun_without_its_link_is_listed_without_device(self):
+        lio.create(DEVICE, wwn=WWN)
+        fake_rtslib.STATE.targets[('vhost', WWN)].tpgs[0].luns[0].break_link()
+        self.assertEqual([{'lun': 0, 'device_path': '', 'backstore': ''}],
+                         lio.show(WWN)['luns'])
 
     def test_show_unknown_raises_not_found(self):
         self.assertRaises(exception.EndpointNotFound, lio.show, WWN)
@@ -318,3 +341,32 @@ class KernelSupportTestCase(base.TestCase):
         with mock.patch.object(lio.importlib, 'import_module',
                                side_effect=ImportError('No libudev')):
             self.assertRaises(exception.KernelSupportMissing, lio._rtslib)
+
+
+class ConfigfsScanTestCase(base.TestCase):
+    """The two raw configfs scans, against a directory tree."""
+
+    def setUp(self):
+        super().setUp()
+        self.core = self.useFixture(fixtures.TempDir()).path
+        self.useFixture(fixtures.MonkeyPatch('vhost_brick.lio.CORE',
+                                             self.core))
+
+    def test_free_hba_index_skips_empty_hba_directories(self):
+        for hba in ('iblock_0', 'iblock_1', 'iblock_3', 'fileio_2'):
+            os.mkdir(os.path.join(self.core, hba))
+        self.assertEqual(2, lio._free_hba_index())
+
+    def test_free_hba_index_of_an_empty_core(self):
+        self.assertEqual(0, lio._free_hba_index())
+
+    def test_find_backstore_looks_up_with_its_index(self):
+        os.makedirs(os.path.join(self.core, 'iblock_7', 'vhost-brick-1'))
+        rtslib = mock.Mock()
+        self.assertIs(rtslib.BlockStorageObject.return_value,
+                      lio._find_backstore(rtslib, 'vhost-brick-1'))
+        rtslib.BlockStorageObject.assert_called_once_with('vhost-brick-1',
+                                                          index=7)
+
+    def test_find_backstore_absent(self):
+        self.assertIsNone(lio._find_backstore(mock.Mock(), 'vhost-brick-1'))
