@@ -93,11 +93,24 @@ def validate_device_path(device_path):
     if len(os.fsencode(device_path)) > MAX_DEVICE_PATH:
         raise invalid('longer than %d bytes' % MAX_DEVICE_PATH)
     try:
-        mode = os.stat(device_path).st_mode
+        node = os.stat(device_path)
     except FileNotFoundError as err:
         raise invalid('no such file or directory') from err
     except OSError as err:
         raise invalid(err.strerror) from err
-    if not stat.S_ISBLK(mode):
+    if not stat.S_ISBLK(node.st_mode):
         raise invalid('not a block device')
+    if _sectors(node.st_rdev) == 0:
+        raise invalid('the block device has no media (size 0), e.g. an '
+                      'unbound loop device or a detached volume')
     return device_path
+
+
+def _sectors(rdev):
+    """Size of a block device in 512-byte sectors from sysfs, or None."""
+    try:
+        with open('/sys/dev/block/%d:%d/size'
+                  % (os.major(rdev), os.minor(rdev))) as size:
+            return int(size.read())
+    except (OSError, ValueError):
+        return None

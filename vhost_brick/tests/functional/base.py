@@ -51,6 +51,7 @@ def load_kernel_modules():
                                                      result.stderr))
     if not os.path.ismount(lio.CONFIGFS):
         run('mount', '-t', 'configfs', 'configfs', lio.CONFIGFS)
+    os.makedirs(lio.DBROOT, exist_ok=True)  # rtslib-fb needs it
     # tcm_loop and vhost fabrics appear in configfs on first mkdir.
     for fabric in ('vhost', 'loopback'):
         os.makedirs(os.path.join(lio.TARGET_ROOT, fabric), exist_ok=True)
@@ -134,6 +135,8 @@ class FunctionalTestCase(base.TestCase):
         self.addCleanup(self.assertNothingLeftBehind)
 
     def assertNothingLeftBehind(self):
+        if getattr(self, 'leaves_endpoints', False):
+            return
         self.assertEqual(self.targets_before, vhost_targets())
         self.assertEqual(self.backstores_before, own_backstores())
 

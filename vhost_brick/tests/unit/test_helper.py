@@ -21,12 +21,22 @@ from vhost_brick import helper
 from vhost_brick import lio
 from vhost_brick import state
 from vhost_brick.tests import base
+from vhost_brick import validation
 
 
 WWN = 'naa.5001405000000001'
 ENDPOINT = {'wwn': WWN, 'tpgt': 1, 'nexus': 'naa.5001405000000002',
             'luns': [{'lun': 0, 'device_path': '/dev/loop0',
                       'backstore': 'vhost-brick-5001405000000001'}]}
+
+
+def accept_loop0(test):
+    """Treat /dev/loop0 as a block device with media, whatever the host."""
+    real = validation.validate_device_path
+    test.useFixture(fixtures.MockPatchObject(
+        validation, 'validate_device_path',
+        side_effect=lambda path: path if path == '/dev/loop0' else real(
+            path)))
 
 
 class HelperTestCase(base.TestCase):
@@ -195,6 +205,7 @@ class HelperArgumentsTestCase(base.TestCase):
             'vhost_brick.helper.CONFIG_FILE', tmp + '/absent.conf'))
         self.rtslib = self.useFixture(fixtures.MockPatchObject(
             lio, '_rtslib')).mock
+        accept_loop0(self)
 
     def test_bad_input_never_reaches_rtslib(self):
         for argv, code in (

@@ -28,6 +28,7 @@ from vhost_brick import helper
 from vhost_brick import lio
 from vhost_brick.tests import base
 from vhost_brick.tests import hostile
+from vhost_brick.tests.unit import test_helper
 
 
 DISK = '/dev/loop0'
@@ -95,6 +96,7 @@ class HostileHelperTestCase(base.TestCase):
             'vhost_brick.helper.CONFIG_FILE', tmp + '/absent.conf'))
         self.rtslib = self.useFixture(fixtures.MockPatchObject(
             lio, '_rtslib')).mock
+        test_helper.accept_loop0(self)
 
     def run_helper(self, argv):
         self.stderr.seek(0)

@@ -59,6 +59,8 @@ class LioTestCase(base.TestCase):
                 return real_open(os.devnull, os.O_RDONLY)
             return real_open(path, flags, *args, **kwargs)
         self.useFixture(fixtures.MockPatch('os.stat', side_effect=fake_stat))
+        self.useFixture(fixtures.MockPatchObject(
+            lio.validation, '_sectors', return_value=2048))
         self.useFixture(fixtures.MockPatch('os.open', side_effect=fake_open))
         self.useFixture(fixtures.MockPatchObject(
             lio, '_same_device',

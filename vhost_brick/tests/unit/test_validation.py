@@ -111,8 +111,31 @@ class DevicePathTestCase(base.TestCase):
             if path == link:
                 return os.stat_result((stat.S_IFBLK | 0o660,) + (0,) * 9)
             return real_stat(path, *args, **kwargs)
-        with mock.patch('os.stat', side_effect=fake_stat):
+        with mock.patch('os.stat', side_effect=fake_stat), \
+                mock.patch.object(validation, '_sectors', return_value=2048):
             self.assertEqual(link, validation.validate_device_path(link))
+
+    def test_block_device_without_media_is_refused(self):
+        real_stat = os.stat
+        link = os.path.join(self.tmp, 'unbound-loop')
+
+        def fake_stat(path, *args, **kwargs):
+            if path == link:
+                return os.stat_result((stat.S_IFBLK | 0o660,) + (0,) * 9)
+            return real_stat(path, *args, **kwargs)
+        with mock.patch('os.stat', side_effect=fake_stat), \
+                mock.patch.object(validation, '_sectors', return_value=0):
+            self.assertInvalid(link, 'no media')
+
+    def test_size_comes_from_sysfs_by_device_number(self):
+        with mock.patch('builtins.open',
+                        mock.mock_open(read_data='2048\n')) as sysfs:
+            self.assertEqual(2048, validation._sectors(os.makedev(7, 3)))
+        sysfs.assert_called_once_with('/sys/dev/block/7:3/size')
+
+    def test_unknown_size_is_not_held_against_the_device(self):
+        with mock.patch('builtins.open', side_effect=FileNotFoundError):
+            self.assertIsNone(validation._sectors(os.makedev(7, 3)))
 
     def test_missing_path(self):
         self.assertInvalid(os.path.join(self.tmp, 'nope'), 'no such file')

@@ -1,0 +1,117 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Endpoints survive a reboot: two boots sharing the state directory.
+
+``tox -e functional`` boots the VM twice with the same shared directory
+(VHOST_BRICK_PERSIST_DIR): the first boot (phase ``before``) creates
+endpoints on loop devices backed by files in it, and the second (phase
+``after``) finds a kernel that forgot them, reattaches the loop devices
+and restores.
+"""
+
+import fcntl
+import json
+import os
+
+from vhost_brick.tests.functional import base
+from vhost_brick.tests.functional import guest
+
+
+PERSIST = os.environ.get('VHOST_BRICK_PERSIST_DIR')
+PHASE = os.environ.get('VHOST_BRICK_REBOOT_PHASE')
+CONFIG = '/etc/vhost-brick/vhost-brick.conf'
+LOOP_CTL_ADD = 0x4C80
+
+
+class RebootTestCase(base.FunctionalTestCase):
+
+    def setUp(self):
+        super().setUp()
+        if not PERSIST:
+            self.skipTest('needs VHOST_BRICK_PERSIST_DIR, a directory both '
+                          'boots share (tox -e functional sets it)')
+        self.manifest = os.path.join(PERSIST, 'manifest.json')
+        os.makedirs(os.path.dirname(CONFIG), exist_ok=True)
+        with open(CONFIG, 'w') as conf:
+            conf.write('[vhost_brick]\nstate_path = %s\n'
+                       % os.path.join(PERSIST, 'state'))
+        self.addCleanup(os.unlink, CONFIG)
+
+    def test_before_reboot_create_endpoints(self):
+        if PHASE != 'before':
+            self.skipTest('runs in the first of the two boots')
+        self.leaves_endpoints = True
+        manifest = {}
+        for name in ('kept-1', 'kept-2', 'gone'):
+            backing = os.path.join(PERSIST, name + '.img')
+            marker = 'sector0-%s-%s' % (name, os.urandom(6).hex())
+            with open(backing, 'wb') as disk:
+                disk.write(marker.encode())
+                disk.truncate(64 << 20)
+            device = base.run('losetup', '--find', '--show', backing)
+            ep = self.executor.create_endpoint(device)
+            manifest[ep.wwn] = {'endpoint': ep.to_dict(), 'backing': backing,
+                                'marker': marker, 'gone': name == 'gone'}
+        with open(self.manifest, 'w') as f:
+            json.dump(manifest, f)
+
+    def test_after_reboot_restore_brings_back_wwn_nexus_and_data(self):
+        if PHASE != 'after':
+            self.skipTest('runs in the second boot, after the first')
+        with open(self.manifest) as f:
+            manifest = json.load(f)
+        self.assertEqual(set(), set(manifest) & base.vhost_targets(),
+                         'this kernel should not know the endpoints yet')
+        for entry in manifest.values():
+            if not entry['gone']:
+                device = entry['endpoint']['luns'][0]['device_path']
+                attach_loop(device, entry['backing'])
+                self.addCleanup(base.run, 'losetup', '--detach', device)
+        expected = {wwn: entry['endpoint'] for wwn, entry in manifest.items()
+                    if not entry['gone']}
+        [gone] = [wwn for wwn, entry in manifest.items() if entry['gone']]
+        for wwn in manifest:
+            self.addCleanup(self.executor.delete_endpoint, wwn)
+
+        report = self.executor.restore()
+
+        self.assertEqual(expected, {ep.wwn: ep.to_dict()
+                                    for ep in report.restored})
+        self.assertEqual((), report.already_present)
+        [(failed, reason)] = report.failed
+        self.assertEqual(gone, failed)
+        self.assertIn('no media', reason)  # its loop device is unbound
+        again = self.executor.restore()
+        self.assertEqual(set(expected),
+                         {ep.wwn for ep in again.already_present})
+        self.assertEqual((), again.restored)
+
+        wwn = sorted(expected)[0]
+        nested = guest.NestedGuest(self.executor.get_endpoint(wwn),
+                                   marker='after-reboot').start()
+        self.addCleanup(nested.stop)
+        self.addCleanup(nested.release)
+        self.assertEqual('sector0=' + manifest[wwn]['marker'],
+                         nested.expect('sector0='))
+
+
+def attach_loop(device, backing):
+    """losetup the file at the same /dev/loopN as before the reboot."""
+    number = int(device[len('/dev/loop'):])
+    if not os.path.exists(device):
+        fd = os.open('/dev/loop-control', os.O_RDWR)
+        try:
+            fcntl.ioctl(fd, LOOP_CTL_ADD, number)
+        finally:
+            os.close(fd)
+    base.run('losetup', device, backing)
