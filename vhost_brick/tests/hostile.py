@@ -17,6 +17,10 @@ exception the public API must raise. ``{disk}`` stands for a real block
 device and ``{tmp}`` for a scratch directory prepared by the test.
 """
 
+import os
+
+import fixtures
+
 from vhost_brick import exception
 
 
@@ -105,3 +109,15 @@ BAD_HELPER_ARGV = [
     (['delete', '--wwn=$(reboot)'], exception.InvalidWWN),
     (['show', '--wwn=../../core'], exception.InvalidWWN),
 ]
+
+
+class ScratchFiles(fixtures.Fixture):
+    """The files the {tmp} rows name."""
+
+    def _setUp(self):
+        self.path = self.useFixture(fixtures.TempDir()).path
+        open(os.path.join(self.path, 'file'), 'w').close()
+        for name, target in (('link-to-file', 'file'),
+                             ('link-to-null', '/dev/null'),
+                             ('dangling', 'nowhere'), ('loop', 'loop')):
+            os.symlink(target, os.path.join(self.path, name))

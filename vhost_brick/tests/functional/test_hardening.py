@@ -118,12 +118,7 @@ class HostileInputTestCase(base.FunctionalTestCase):
 
     def setUp(self):
         super().setUp()
-        self.tmp = self.useFixture(fixtures.TempDir()).path
-        open(os.path.join(self.tmp, 'file'), 'w').close()
-        for name, target in (('link-to-file', 'file'),
-                             ('link-to-null', '/dev/null'),
-                             ('dangling', 'nowhere'), ('loop', 'loop')):
-            os.symlink(target, os.path.join(self.tmp, name))
+        self.tmp = self.useFixture(hostile.ScratchFiles()).path
         self.disk = self.make_disk()
 
     def fill(self, value):

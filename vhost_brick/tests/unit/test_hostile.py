@@ -28,22 +28,19 @@ from vhost_brick import helper
 from vhost_brick import lio
 from vhost_brick.tests import base
 from vhost_brick.tests import hostile
-from vhost_brick.tests.unit import test_helper
+from vhost_brick import validation
 
 
 DISK = '/dev/loop0'
 
 
-class ScratchFiles(fixtures.Fixture):
-    """The files the {tmp} rows name."""
-
-    def _setUp(self):
-        self.path = self.useFixture(fixtures.TempDir()).path
-        open(os.path.join(self.path, 'file'), 'w').close()
-        for name, target in (('link-to-file', 'file'),
-                             ('link-to-null', '/dev/null'),
-                             ('dangling', 'nowhere'), ('loop', 'loop')):
-            os.symlink(target, os.path.join(self.path, name))
+def accept_loop0(test):
+    """Treat /dev/loop0 as a block device with media, whatever the host."""
+    real = validation.validate_device_path
+    test.useFixture(fixtures.MockPatchObject(
+        validation, 'validate_device_path',
+        side_effect=lambda path: path if path == '/dev/loop0' else real(
+            path)))
 
 
 def fill(value, tmp, disk):
@@ -56,7 +53,7 @@ class HostileApiTestCase(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.tmp = self.useFixture(ScratchFiles()).path
+        self.tmp = self.useFixture(hostile.ScratchFiles()).path
         self.calls = []
         self.executor = executor.VhostExecutor(
             None, execute=lambda *cmd, **kw: self.calls.append(cmd))
@@ -96,7 +93,7 @@ class HostileHelperTestCase(base.TestCase):
             'vhost_brick.helper.CONFIG_FILE', tmp + '/absent.conf'))
         self.rtslib = self.useFixture(fixtures.MockPatchObject(
             lio, '_rtslib')).mock
-        test_helper.accept_loop0(self)
+        accept_loop0(self)
 
     def run_helper(self, argv):
         self.stderr.seek(0)
@@ -140,3 +137,11 @@ class HostileHelperTestCase(base.TestCase):
             return  # a real block device of this host: a valid request
         self.assertEqual(exception.InvalidDevice.helper_exit_code, code)
         create.mock.assert_not_called()
+
+    def test_option_value_cannot_be_mistaken_for_an_option(self):
+        with fixtures.MockPatchObject(helper.host, 'create') as create:
+            create.mock.return_value = {}
+            helper.main(['create', '--device=--wwn=naa.5001405000000001'])
+        create.mock.assert_called_once_with(
+            create.mock.call_args.args[0], '--wwn=naa.5001405000000001',
+            wwn=None, nexus=None)
