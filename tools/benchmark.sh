@@ -1,0 +1,14 @@
+#!/bin/bash
+# Run tools/benchmark.py in the throw-away VM, as root: one command.
+# Arguments go to benchmark.py (e.g. --levels 10,100,1000 --reps 5).
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+DIR=${VHOST_BRICK_VM_DIR:-/var/cache/vhost-brick-vm}
+VENV=$DIR/bench-venv
+"$REPO/tools/vm-setup.sh" >/dev/null
+python3 -m venv "$VENV"
+"$VENV/bin/pip" install --disable-pip-version-check "$REPO" \
+    >"$DIR/bench-pip.log" 2>&1 || { cat "$DIR/bench-pip.log"; exit 1; }
+cd "$REPO"
+exec python3 tools/vmrun.py --timeout 3000 \
+    "PATH=$VENV/bin:\$PATH $VENV/bin/python tools/benchmark.py $*"
