@@ -90,8 +90,19 @@ def _modprobe(*modules):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+_prepared = False
+
+
 def _prepare(rtslib):
-    """Make configfs and the target core usable, as rtslib expects."""
+    """Make configfs and the target core usable, as rtslib expects.
+
+    Once per process: a helper call that goes through several of the
+    functions below (create after unused_wwn, restore of N endpoints)
+    need not mount, check and construct RTSRoot again each time.
+    """
+    global _prepared
+    if _prepared:
+        return
     if not os.path.isdir(TARGET_ROOT):
         _modprobe('configfs', 'target_core_mod')
         if not os.path.ismount(CONFIGFS):
@@ -108,6 +119,7 @@ def _prepare(rtslib):
                        % TARGET_ROOT)
     os.makedirs(DBROOT, exist_ok=True)
     rtslib.RTSRoot()
+    _prepared = True
 
 
 def kernel_support():
@@ -424,13 +436,10 @@ def delete(wwn):
                             'interrupted create', backstore_name(wwn))
             return False
         tpgs = list(target.tpgs)
-        removed = []
-        if any(tpg.nexus for tpg in tpgs):
-            # Hold the endpoint while its LUNs go, so no hypervisor can
-            # attach it half-deleted.
-            with vhostdev.claim(wwn):
-                removed = _remove_luns(rtslib, tpgs)
-        else:
+        # Hold the endpoint while its LUNs go, so no hypervisor can
+        # attach it half-deleted (one without a nexus cannot be held).
+        with (vhostdev.claim(wwn) if any(tpg.nexus for tpg in tpgs)
+              else contextlib.nullcontext()):
             removed = _remove_luns(rtslib, tpgs)
         try:
             target.delete()

@@ -372,3 +372,17 @@ class ConfigfsScanTestCase(base.TestCase):
 
     def test_find_backstore_absent(self):
         self.assertIsNone(lio._find_backstore(mock.Mock(), 'vhost-brick-1'))
+
+
+class PrepareTestCase(base.TestCase):
+
+    def test_configfs_and_rtsroot_are_prepared_once_per_process(self):
+        self.useFixture(fixtures.MonkeyPatch('vhost_brick.lio._prepared',
+                                             False))
+        rtslib = mock.Mock()
+        with mock.patch('os.path.isdir', return_value=True), \
+                mock.patch('os.makedirs') as makedirs:
+            lio._prepare(rtslib)
+            lio._prepare(rtslib)
+        rtslib.RTSRoot.assert_called_once_with()
+        makedirs.assert_called_once_with(lio.DBROOT, exist_ok=True)
