@@ -13,8 +13,7 @@
 """Exceptions raised by vhost_brick, and the helper exit codes they map to."""
 
 import functools
-
-from oslo_log import log as logging
+import logging
 
 
 LOG = logging.getLogger(__name__)

@@ -19,19 +19,17 @@ code of that error (see :mod:`vhost_brick.exception`).
 """
 
 import argparse
+import configparser
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import sys
-
-from oslo_config import cfg
-from oslo_log import log as logging
 
 from vhost_brick import exception
 from vhost_brick import host
 from vhost_brick import lio
-from vhost_brick import opts
 from vhost_brick import state
 
 
@@ -63,16 +61,30 @@ def _host_lock(shared=False):
         yield
 
 
-def _load_config():
-    conf = cfg.ConfigOpts()
-    conf.register_opts(opts._opts, group=opts.GROUP)
-    conf(args=[], project='vhost-brick', default_config_files=(
-        [CONFIG_FILE] if os.path.exists(CONFIG_FILE) else []))
-    return conf
+def _state_path():
+    """``[vhost_brick] state_path`` from the root-owned config file.
+
+    Read with configparser rather than oslo.config, which would double
+    the helper's start-up; the option is declared in
+    :mod:`vhost_brick.opts` with the same default.
+    """
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read(CONFIG_FILE)
+    except configparser.Error as err:
+        raise exception.BackendError(
+            reason='cannot parse %s: %s' % (CONFIG_FILE, err)) from err
+    path = parser.get('vhost_brick', 'state_path',
+                      fallback=state.DEFAULT_STATE_PATH)
+    if not os.path.isabs(path):
+        raise exception.BackendError(
+            reason='state_path %r in %s is not an absolute path'
+                   % (path, CONFIG_FILE))
+    return path
 
 
 def _record():
-    return state.StateFile(_load_config().vhost_brick.state_path)
+    return state.StateFile(_state_path())
 
 
 def _create(args):

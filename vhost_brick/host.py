@@ -18,7 +18,7 @@ owns goes through :mod:`vhost_brick.state`, written as an intent before
 LIO is touched and settled after it.
 """
 
-from oslo_log import log as logging
+import logging
 
 from vhost_brick import exception
 from vhost_brick import lio

@@ -22,10 +22,9 @@ import contextlib
 import errno
 import glob
 import importlib
+import logging
 import os
 import subprocess
-
-from oslo_log import log as logging
 
 from vhost_brick import exception
 from vhost_brick import validation

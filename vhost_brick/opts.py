@@ -16,6 +16,8 @@ import copy
 
 from oslo_config import cfg
 
+from vhost_brick import state
+
 
 GROUP = 'vhost_brick'
 
@@ -33,7 +35,7 @@ _opts = [
                     'is set the lock only serialises threads of one process '
                     'and the helper\'s own root lock serialises processes.'),
     cfg.StrOpt('state_path',
-               default='/var/lib/vhost-brick',
+               default=state.DEFAULT_STATE_PATH,
                help='Directory where the privileged helper records the '
                     'endpoints vhost_brick created, so that "restore" can '
                     'recreate them after a reboot. The helper reads it from '

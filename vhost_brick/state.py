@@ -31,6 +31,7 @@ import tempfile
 from vhost_brick import exception
 
 
+DEFAULT_STATE_PATH = '/var/lib/vhost-brick'
 FILE_NAME = 'endpoints.json'
 FORMAT_VERSION = 1
 

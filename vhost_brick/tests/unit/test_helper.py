@@ -12,6 +12,7 @@
 
 import io
 import json
+import os
 from unittest import mock
 
 import fixtures
@@ -71,6 +72,22 @@ class HelperTestCase(base.TestCase):
         self.run_helper('create', '--device=/dev/loop0')
         record = self.host.create.call_args.args[0]
         self.assertEqual(self.state_file, record.path)
+
+    def test_state_path_defaults_without_a_config_file(self):
+        self.useFixture(fixtures.MonkeyPatch(
+            'vhost_brick.helper.CONFIG_FILE', '/nonexistent/vhost-brick.conf'))
+        self.host.create.return_value = ENDPOINT
+        self.run_helper('create', '--device=/dev/loop0')
+        record = self.host.create.call_args.args[0]
+        self.assertEqual(os.path.join(state.DEFAULT_STATE_PATH,
+                                      state.FILE_NAME), record.path)
+
+    def test_relative_state_path_is_refused(self):
+        with open(helper.CONFIG_FILE, 'w') as conf:
+            conf.write('[vhost_brick]\nstate_path = var/lib\n')
+        self.assertEqual(1, self.run_helper('create', '--device=/dev/loop0'))
+        self.assertEqual('BackendError', self.error()['error'])
+        self.host.create.assert_not_called()
 
     def test_restore_and_cleanup_hold_the_host_lock_and_print_reports(self):
         self.host.restore.return_value = {'restored': [], 'failed': [],

@@ -32,3 +32,14 @@ class ImportTestCase(base.TestCase):
         out = subprocess.run([sys.executable, '-c', code], check=True,
                              capture_output=True, text=True).stdout
         self.assertEqual('[]', out.strip())
+
+    def test_helper_imports_no_oslo_library(self):
+        # oslo.config and oslo.log would triple the helper's start-up,
+        # which every root-wrapped call pays.
+        code = ("import sys\n"
+                "import vhost_brick.helper\n"
+                "print(sorted(name for name in sys.modules"
+                " if name.startswith('oslo')))\n")
+        out = subprocess.run([sys.executable, '-c', code], check=True,
+                             capture_output=True, text=True).stdout
+        self.assertEqual('[]', out.strip())
