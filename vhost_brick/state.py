@@ -15,13 +15,16 @@
 LIO keeps nothing across a reboot, and rtslib-fb's saveconfig.json is
 shared with targetcli and Cinder, does not keep the nexus, and is
 restored with ``clear_existing=True`` by default. vhost_brick therefore
-records its endpoints in its own JSON file and restores only those.
+records its endpoints itself and restores only those.
 
-Each entry also works as an intent log: it is written as ``creating`` or
+Each endpoint has its own small JSON file, ``<wwn>.json`` in the
+``endpoints`` directory of ``state_path``, so a create or delete writes
+a constant amount however many endpoints the host carries. The file
+also works as an intent log: it is written as ``creating`` or
 ``deleting`` before LIO is touched and settled afterwards, so that after
 a crash ``cleanup`` knows which half-built or half-deleted endpoint to
-converge. The file is replaced atomically (temporary file, fsync,
-rename, fsync of the directory), so it always parses.
+converge. Files are replaced atomically (temporary file, fsync, rename,
+fsync of the directory), so each always parses.
 """
 
 import json
@@ -32,72 +35,109 @@ from vhost_brick import exception
 
 
 DEFAULT_STATE_PATH = '/var/lib/vhost-brick'
-FILE_NAME = 'endpoints.json'
-FORMAT_VERSION = 1
+DIR_NAME = 'endpoints'
+SUFFIX = '.json'
+TEMP_PREFIX = '.tmp-'
+FORMAT_VERSION = 2
 
 CREATING = 'creating'
 PRESENT = 'present'
 DELETING = 'deleting'
 
 
-class StateFile:
-    """The endpoints file in ``state_path``; call under the host lock."""
+class EndpointRecord:
+    """The endpoint files under ``state_path``; use under the host lock."""
 
     def __init__(self, state_path):
-        self.path = os.path.join(state_path, FILE_NAME)
+        self.directory = os.path.join(state_path, DIR_NAME)
 
-    def load(self):
-        """Return {wwn: entry}; an absent file is an empty record."""
+    def path(self, wwn):
+        return os.path.join(self.directory, wwn + SUFFIX)
+
+    def get(self, wwn):
+        """Return the entry of wwn, or None."""
         try:
-            with open(self.path) as state:
-                data = json.load(state)
+            with open(self.path(wwn)) as entry_file:
+                data = json.load(entry_file)
         except FileNotFoundError:
-            return {}
+            return None
         except (OSError, ValueError) as err:
             raise exception.BackendError(
-                reason='cannot read state file %s: %s' % (self.path, err)
-            ) from err
-        if data.get('version') != FORMAT_VERSION:
+                reason='cannot read state file %s: %s'
+                       % (self.path(wwn), err)) from err
+        if data.pop('version', None) != FORMAT_VERSION:
             raise exception.BackendError(
-                reason='state file %s has unknown format %r'
-                       % (self.path, data.get('version')))
-        return data['endpoints']
+                reason='state file %s has an unknown format'
+                       % self.path(wwn))
+        return data
 
-    def save(self, endpoints):
+    def load(self):
+        """Return {wwn: entry} for every recorded endpoint."""
         try:
-            self._replace(endpoints)
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return {}
         except OSError as err:
             raise exception.BackendError(
-                reason='cannot write state file %s: %s' % (self.path, err)
-            ) from err
+                reason='cannot list %s: %s' % (self.directory, err)) from err
+        wwns = (name[:-len(SUFFIX)] for name in names
+                if name.endswith(SUFFIX) and not name.startswith('.'))
+        return {wwn: self.get(wwn) for wwn in wwns}
 
-    def _replace(self, endpoints):
-        directory = os.path.dirname(self.path)
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=directory, prefix='.endpoints-')
+    def set(self, wwn, status, **fields):
+        """Record wwn's entry with this status, replacing the old one."""
+        entry = dict(fields, wwn=wwn, status=status, version=FORMAT_VERSION)
         try:
-            with os.fdopen(fd, 'w') as state:
-                json.dump({'version': FORMAT_VERSION,
-                           'endpoints': endpoints}, state, indent=1,
-                          sort_keys=True)
-                state.flush()
-                os.fsync(state.fileno())
-            os.rename(temp, self.path)
+            self._replace(wwn, entry)
+        except OSError as err:
+            raise exception.BackendError(
+                reason='cannot write state file %s: %s'
+                       % (self.path(wwn), err)) from err
+
+    def discard(self, wwn):
+        """Forget wwn; no-op if it is not recorded."""
+        try:
+            os.unlink(self.path(wwn))
+            self._sync_directory()
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise exception.BackendError(
+                reason='cannot remove state file %s: %s'
+                       % (self.path(wwn), err)) from err
+
+    def remove_temporaries(self):
+        """Delete temporary files a killed helper left; return their names."""
+        try:
+            names = [name for name in os.listdir(self.directory)
+                     if name.startswith(TEMP_PREFIX)]
+            for name in names:
+                os.unlink(os.path.join(self.directory, name))
+        except FileNotFoundError:
+            return []
+        except OSError as err:
+            raise exception.BackendError(
+                reason='cannot clean %s: %s' % (self.directory, err)) from err
+        return names
+
+    def _replace(self, wwn, entry):
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=self.directory,
+                                    prefix=TEMP_PREFIX + wwn)
+        try:
+            with os.fdopen(fd, 'w') as entry_file:
+                json.dump(entry, entry_file, sort_keys=True)
+                entry_file.flush()
+                os.fsync(entry_file.fileno())
+            os.rename(temp, self.path(wwn))
         except BaseException:
             os.unlink(temp)
             raise
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        self._sync_directory()
+
+    def _sync_directory(self):
+        dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-
-    def set(self, wwn, status, **fields):
-        endpoints = self.load()
-        endpoints[wwn] = dict(fields, wwn=wwn, status=status)
-        self.save(endpoints)
-
-    def discard(self, wwn):
-        endpoints = self.load()
-        if endpoints.pop(wwn, None) is not None:
-            self.save(endpoints)

@@ -22,38 +22,54 @@ from vhost_brick.tests import base
 
 
 WWN = 'naa.5001405000000001'
+OTHER_WWN = 'naa.5001405000000003'
+NEXUS = 'naa.5001405000000002'
 
 
-class StateFileTestCase(base.TestCase):
+class EndpointRecordTestCase(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.dir = os.path.join(self.useFixture(fixtures.TempDir()).path,
-                                'state')
-        self.record = state.StateFile(self.dir)
+        self.state_path = os.path.join(
+            self.useFixture(fixtures.TempDir()).path, 'state')
+        self.record = state.EndpointRecord(self.state_path)
+        self.dir = os.path.join(self.state_path, state.DIR_NAME)
 
-    def test_absent_file_is_an_empty_record(self):
+    def test_absent_directory_is_an_empty_record(self):
         self.assertEqual({}, self.record.load())
+        self.assertIsNone(self.record.get(WWN))
 
-    def test_set_then_load(self):
-        self.record.set(WWN, state.PRESENT, nexus='naa.5001405000000002')
-        self.assertEqual({WWN: {'wwn': WWN, 'status': 'present',
-                                'nexus': 'naa.5001405000000002'}},
-                         self.record.load())
+    def test_set_then_get_and_load(self):
+        self.record.set(WWN, state.PRESENT, nexus=NEXUS)
+        entry = {'wwn': WWN, 'status': 'present', 'nexus': NEXUS}
+        self.assertEqual(entry, self.record.get(WWN))
+        self.assertEqual({WWN: entry}, self.record.load())
 
-    def test_file_is_versioned_json_private_to_root(self):
+    def test_one_versioned_file_per_endpoint_private_to_root(self):
         self.record.set(WWN, state.CREATING)
-        with open(self.record.path) as f:
-            self.assertEqual(1, json.load(f)['version'])
+        self.record.set(OTHER_WWN, state.PRESENT)
+        self.assertEqual(sorted([WWN + '.json', OTHER_WWN + '.json']),
+                         sorted(os.listdir(self.dir)))
+        with open(self.record.path(WWN)) as f:
+            self.assertEqual(state.FORMAT_VERSION, json.load(f)['version'])
         self.assertEqual(0o700, os.stat(self.dir).st_mode & 0o777)
+
+    def test_set_writes_only_that_endpoints_file(self):
+        self.record.set(OTHER_WWN, state.PRESENT)
+        with mock.patch('tempfile.mkstemp',
+                        wraps=state.tempfile.mkstemp) as mkstemp:
+            self.record.set(WWN, state.PRESENT)
+        mkstemp.assert_called_once_with(dir=self.dir,
+                                        prefix=state.TEMP_PREFIX + WWN)
 
     def test_discard(self):
         self.record.set(WWN, state.PRESENT)
+        self.record.set(OTHER_WWN, state.PRESENT)
         self.record.discard(WWN)
         self.record.discard(WWN)
-        self.assertEqual({}, self.record.load())
+        self.assertEqual([OTHER_WWN], list(self.record.load()))
 
-    def test_save_replaces_atomically_and_syncs(self):
+    def test_set_replaces_atomically_and_syncs(self):
         self.record.set(WWN, state.PRESENT)
         with mock.patch('os.fsync') as fsync, \
                 mock.patch('os.rename', wraps=os.rename) as rename:
@@ -61,26 +77,42 @@ class StateFileTestCase(base.TestCase):
         self.assertEqual(2, fsync.call_count)  # the file, then the dir
         temp, final = rename.call_args.args
         self.assertEqual(self.dir, os.path.dirname(temp))
-        self.assertEqual(self.record.path, final)
+        self.assertEqual(self.record.path(WWN), final)
+
+    def test_discard_syncs_the_directory(self):
+        self.record.set(WWN, state.PRESENT)
+        with mock.patch('os.fsync') as fsync:
+            self.record.discard(WWN)
+        fsync.assert_called_once()
 
     def test_failed_write_keeps_the_old_file_and_leaves_no_temp(self):
         self.record.set(WWN, state.PRESENT)
         with mock.patch('json.dump', side_effect=OSError(28, 'No space')):
             self.assertRaises(exception.BackendError, self.record.set,
                               WWN, state.DELETING)
-        self.assertEqual('present', self.record.load()[WWN]['status'])
-        self.assertEqual([state.FILE_NAME], os.listdir(self.dir))
+        self.assertEqual('present', self.record.get(WWN)['status'])
+        self.assertEqual([WWN + '.json'], os.listdir(self.dir))
 
     def test_corrupt_file_is_reported_not_overwritten(self):
         os.makedirs(self.dir)
-        with open(self.record.path, 'w') as f:
-            f.write('{"version": 1, "endp')
+        with open(self.record.path(WWN), 'w') as f:
+            f.write('{"version": 2, "wwn')
+        self.assertRaises(exception.BackendError, self.record.get, WWN)
         self.assertRaises(exception.BackendError, self.record.load)
-        self.assertRaises(exception.BackendError, self.record.set, WWN,
-                          state.PRESENT)
 
     def test_unknown_format_version_is_refused(self):
         os.makedirs(self.dir)
-        with open(self.record.path, 'w') as f:
-            json.dump({'version': 99, 'endpoints': {}}, f)
-        self.assertRaises(exception.BackendError, self.record.load)
+        with open(self.record.path(WWN), 'w') as f:
+            json.dump({'version': 99, 'wwn': WWN}, f)
+        self.assertRaises(exception.BackendError, self.record.get, WWN)
+
+    def test_load_ignores_temporaries_and_remove_temporaries_deletes_them(
+            self):
+        self.record.set(WWN, state.PRESENT)
+        temp = os.path.join(self.dir, state.TEMP_PREFIX + WWN + 'x1y2')
+        with open(temp, 'w') as f:
+            f.write('{"trunc')
+        self.assertEqual([WWN], list(self.record.load()))
+        self.assertEqual([os.path.basename(temp)],
+                         self.record.remove_temporaries())
+        self.assertEqual([WWN + '.json'], os.listdir(self.dir))
