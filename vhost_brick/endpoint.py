@@ -14,6 +14,8 @@
 
 import dataclasses
 
+from vhost_brick import exception
+
 
 @dataclasses.dataclass(frozen=True)
 class VhostLun:
@@ -61,6 +63,59 @@ class VhostEndpoint:
 
 
 @dataclasses.dataclass(frozen=True)
+class Failure:
+    """One item of a batch that failed, and the typed error it raised.
+
+    ``item`` is what the caller passed for it: the endpoint spec of a
+    create, the WWN of a delete or restore.
+    """
+
+    item: object
+    error: exception.VhostBrickException
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(item=data['item'],
+                   error=exception.from_report(data['error']))
+
+
+def _endpoints(data):
+    return tuple(VhostEndpoint.from_dict(ep) for ep in data)
+
+
+def _failures(data):
+    return tuple(Failure.from_dict(failure) for failure in data)
+
+
+@dataclasses.dataclass(frozen=True)
+class CreateReport:
+    """What :meth:`VhostExecutor.create_endpoints` did."""
+
+    created: tuple
+    failed: tuple
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(created=_endpoints(data['created']),
+                   failed=_failures(data['failed']))
+
+
+@dataclasses.dataclass(frozen=True)
+class DeleteReport:
+    """What :meth:`VhostExecutor.delete_endpoints` did, by WWN."""
+
+    deleted: tuple
+    absent: tuple
+    failed: tuple
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(deleted=tuple(data['deleted']),
+                   absent=tuple(data['absent']),
+                   failed=_failures(data['failed']))
+
+
+@dataclasses.dataclass(frozen=True)
 class RestoreReport:
     """What :meth:`VhostExecutor.restore` did, endpoint by endpoint."""
 
@@ -70,9 +125,6 @@ class RestoreReport:
 
     @classmethod
     def from_dict(cls, data):
-        return cls(
-            restored=tuple(VhostEndpoint.from_dict(ep)
-                           for ep in data['restored']),
-            already_present=tuple(VhostEndpoint.from_dict(ep)
-                                  for ep in data['already_present']),
-            failed=tuple((wwn, reason) for wwn, reason in data['failed']))
+        return cls(restored=_endpoints(data['restored']),
+                   already_present=_endpoints(data['already_present']),
+                   failed=_failures(data['failed']))

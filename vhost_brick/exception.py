@@ -145,3 +145,24 @@ def by_exit_code(exit_code):
             if cls.helper_exit_code == exit_code:
                 return cls
     return HelperFailed
+
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def to_report(err):
+    """The JSON-able form in which the helper reports an error."""
+    return {'error': type(err).__name__, 'message': err.msg,
+            'kwargs': {key: value if isinstance(value, _JSON_SCALARS)
+                       else str(value) for key, value in err.kwargs.items()}}
+
+
+def from_report(report):
+    """Rebuild the exception of a :func:`to_report` dict.
+
+    An unknown class name becomes :class:`BackendError`, with the
+    helper's message kept.
+    """
+    classes = {cls.__name__: cls for cls in _subclasses(VhostBrickException)}
+    cls = classes.get(report['error'], BackendError)
+    return cls(report['message'], **report['kwargs'])

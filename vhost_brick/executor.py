@@ -120,6 +120,56 @@ class VhostExecutor(Executor):
         else:
             LOG.info('No vhost endpoint %s to delete', wwn)
 
+    def create_endpoints(self, specs):
+        """Export many block devices, in one helper call and one lock hold.
+
+        Each endpoint is created as :meth:`create_endpoint` would: retry
+        safe and all-or-nothing. One that fails is reported in the result
+        with its typed error, and the others are still created.
+
+        :param specs: iterable of mappings with ``device_path`` and
+                      optional ``wwn`` and ``nexus``
+        :returns: :class:`~vhost_brick.endpoint.CreateReport`
+        :raises: Invalid, InvalidDevice, InvalidWWN, InvalidNexus when any
+                 spec is invalid or two name the same WWN or device (then
+                 nothing is created); KernelSupportMissing, HelperFailed
+        """
+        specs = validation.validate_endpoint_specs(specs)
+        if not specs:
+            return endpoint.CreateReport(created=(), failed=())
+        with self._lock():
+            report = endpoint.CreateReport.from_dict(
+                self._helper('create-many', process_input=json.dumps(specs)))
+        LOG.info('Created %(created)d vhost endpoints, %(failed)d failed',
+                 {'created': len(report.created),
+                  'failed': len(report.failed)})
+        return report
+
+    def delete_endpoints(self, wwns):
+        """Delete many endpoints, in one helper call and one lock hold.
+
+        Each is deleted as :meth:`delete_endpoint` would; one a hypervisor
+        holds is reported in the result and the others are still deleted.
+
+        :param wwns: iterable of target WWNs
+        :returns: :class:`~vhost_brick.endpoint.DeleteReport`
+        :raises: Invalid, InvalidWWN when any WWN is invalid or repeated
+                 (then nothing is deleted); KernelSupportMissing,
+                 HelperFailed
+        """
+        wwns = validation.validate_wwns(wwns)
+        if not wwns:
+            return endpoint.DeleteReport(deleted=(), absent=(), failed=())
+        with self._lock():
+            report = endpoint.DeleteReport.from_dict(
+                self._helper('delete-many', process_input=json.dumps(wwns)))
+        LOG.info('Deleted %(deleted)d vhost endpoints, %(absent)d were '
+                 'absent, %(failed)d failed',
+                 {'deleted': len(report.deleted),
+                  'absent': len(report.absent),
+                  'failed': len(report.failed)})
+        return report
+
     def get_endpoint(self, wwn):
         """Return the endpoint with this WWN.
 
@@ -183,11 +233,12 @@ class VhostExecutor(Executor):
         return lockutils.lock(LOCK_NAME, lock_file_prefix=LOCK_PREFIX,
                               external=bool(lock_path), lock_path=lock_path)
 
-    def _helper(self, *args):
+    def _helper(self, *args, **kwargs):
         cmd = (CONF.vhost_brick.helper_command,) + args
         try:
             stdout, _stderr = self._execute(
-                *cmd, run_as_root=True, root_helper=self._root_helper)
+                *cmd, run_as_root=True, root_helper=self._root_helper,
+                **kwargs)
         except processutils.ProcessExecutionError as err:
             raise _translate(err) from err
         except OSError as err:

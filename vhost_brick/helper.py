@@ -15,7 +15,8 @@
 Runs as root (through rootwrap or sudo), validates its arguments again,
 changes LIO under a host-wide lock, and answers in JSON: the result on
 stdout, or ``{"error", "message", "kwargs"}`` on stderr with the exit
-code of that error (see :mod:`vhost_brick.exception`).
+code of that error (see :mod:`vhost_brick.exception`). The batch
+commands read their JSON list from stdin.
 """
 
 import argparse
@@ -40,6 +41,8 @@ PROG = 'vhost-brick-helper'
 LOCK_FILE = '/run/lock/vhost-brick.lock'
 # Root-owned configuration; the caller cannot point the helper elsewhere.
 CONFIG_FILE = '/etc/vhost-brick/vhost-brick.conf'
+# Bound on a batch read from stdin: room for tens of thousands of specs.
+MAX_INPUT_BYTES = 8 * 1024 * 1024
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,7 +87,7 @@ def _state_path():
 
 
 def _record():
-    return state.StateFile(_state_path())
+    return state.EndpointRecord(_state_path())
 
 
 def _create(args):
@@ -96,6 +99,31 @@ def _create(args):
 def _delete(args):
     with _host_lock():
         return {'deleted': host.delete(_record(), args.wwn)}
+
+
+def _read_batch():
+    """The JSON list a batch command reads from stdin."""
+    text = sys.stdin.read(MAX_INPUT_BYTES + 1)
+    if len(text) > MAX_INPUT_BYTES:
+        raise exception.InvalidArgument(
+            reason='batch input exceeds %d bytes' % MAX_INPUT_BYTES)
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise exception.InvalidArgument(
+            reason='batch input is not JSON: %s' % err) from err
+
+
+def _create_many(args):
+    specs = _read_batch()
+    with _host_lock():
+        return host.create_many(_record(), specs)
+
+
+def _delete_many(args):
+    wwns = _read_batch()
+    with _host_lock():
+        return host.delete_many(_record(), wwns)
 
 
 def _restore(args):
@@ -148,6 +176,13 @@ def build_parser():
         sub.add_argument('--wwn', required=True, help='target WWN')
         sub.set_defaults(func=func)
 
+    commands.add_parser(
+        'create-many', help='create the endpoints of a JSON list of '
+        '{"device_path", "wwn", "nexus"} specs read from stdin'
+    ).set_defaults(func=_create_many)
+    commands.add_parser(
+        'delete-many', help='delete the endpoints of a JSON list of WWNs '
+        'read from stdin').set_defaults(func=_delete_many)
     commands.add_parser('list', help='describe every vhost endpoint'
                         ).set_defaults(func=_list)
     commands.add_parser('restore', help='recreate recorded endpoints '
@@ -161,8 +196,7 @@ def build_parser():
 
 
 def _report_error(err):
-    json.dump({'error': type(err).__name__, 'message': err.msg,
-               'kwargs': err.kwargs}, sys.stderr, default=str)
+    json.dump(exception.to_report(err), sys.stderr)
     sys.stderr.write('\n')
 
 

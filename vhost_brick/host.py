@@ -15,9 +15,12 @@
 Every function here runs as root under the helper's host lock. Changes
 to LIO go through :mod:`vhost_brick.lio`; the record of what vhost_brick
 owns goes through :mod:`vhost_brick.state`, written as an intent before
-LIO is touched and settled after it.
+LIO is touched and settled after it. The batch functions do the same
+endpoint by endpoint, in one process and one lock hold: each endpoint is
+all-or-nothing, and its failure is reported without stopping the rest.
 """
 
+import contextlib
 import logging
 
 from vhost_brick import exception
@@ -37,7 +40,7 @@ def _fields(entry):
 
 def _converge(record, wwn):
     """Finish what a crashed call left for wwn; return its live entry."""
-    entry = record.load().get(wwn)
+    entry = record.get(wwn)
     if entry is None or entry['status'] == state.PRESENT:
         return entry
     LOG.warning('Converging endpoint %(wwn)s left %(status)s by an '
@@ -71,7 +74,7 @@ def create(record, device_path, wwn=None, nexus=None):
 def delete(record, wwn):
     """Delete an endpoint and forget it; False if there was none."""
     wwn = validation.validate_wwn(wwn)
-    previous = record.load().get(wwn)
+    previous = record.get(wwn)
     if previous is not None:
         record.set(wwn, state.DELETING, **_fields(previous))
     try:
@@ -84,6 +87,50 @@ def delete(record, wwn):
     return deleted or previous is not None
 
 
+@contextlib.contextmanager
+def _reported(failed, item):
+    """Run one item of a batch; append its failure to failed, not raise."""
+    try:
+        yield
+    except exception.VhostBrickException as err:
+        failed.append({'item': item, 'error': exception.to_report(err)})
+    except Exception as err:
+        LOG.exception('Batch item %s failed unexpectedly', item)
+        failed.append({'item': item, 'error': exception.to_report(
+            exception.BackendError(reason=str(err)))})
+
+
+def create_many(record, specs):
+    """Create each endpoint of specs as :func:`create` would.
+
+    :param specs: mappings with ``device_path`` and optional ``wwn`` and
+                  ``nexus``; the whole batch is refused if one is invalid
+    :returns: dict with ``created`` (endpoint dicts) and ``failed``
+              (``{"item": spec, "error": report}`` dicts)
+    """
+    specs = validation.validate_endpoint_specs(specs)
+    report = {'created': [], 'failed': []}
+    for spec in specs:
+        with _reported(report['failed'], spec):
+            report['created'].append(create(record, **spec))
+    return report
+
+
+def delete_many(record, wwns):
+    """Delete each endpoint of wwns as :func:`delete` would.
+
+    :returns: dict with ``deleted`` and ``absent`` (WWNs) and ``failed``
+              (``{"item": wwn, "error": report}`` dicts)
+    """
+    wwns = validation.validate_wwns(wwns)
+    report = {'deleted': [], 'absent': [], 'failed': []}
+    for wwn in wwns:
+        with _reported(report['failed'], wwn):
+            report['deleted' if delete(record, wwn) else 'absent'].append(
+                wwn)
+    return report
+
+
 def restore(record):
     """Recreate recorded endpoints that LIO lost, e.g. after a reboot.
 
@@ -92,15 +139,15 @@ def restore(record):
     others, and nothing that is not in the record is touched.
 
     :returns: dict with ``restored`` and ``already_present`` (lists of
-              endpoint dicts) and ``failed`` (list of [wwn, reason])
+              endpoint dicts) and ``failed`` (``{"item": wwn, "error":
+              report}`` dicts)
     """
     report = {'restored': [], 'already_present': [], 'failed': []}
     for wwn, entry in sorted(record.load().items()):
-        if entry['status'] != state.PRESENT:
-            _converge(record, wwn)
-            continue
-        device_path = entry['luns'][0]['device_path']
-        try:
+        with _reported(report['failed'], wwn):
+            if entry['status'] != state.PRESENT:
+                _converge(record, wwn)
+                continue
             live = _live(wwn)
             if live is not None and _matches(live, entry):
                 report['already_present'].append(live)
@@ -110,11 +157,12 @@ def restore(record):
                             'rebuilding it', wwn)
                 lio.delete(wwn)
             report['restored'].append(
-                lio.create(device_path, wwn=wwn, nexus=entry['nexus']))
-        except exception.VhostBrickException as err:
-            LOG.error('Cannot restore endpoint %(wwn)s: %(err)s',
-                      {'wwn': wwn, 'err': err})
-            report['failed'].append([wwn, err.msg])
+                lio.create(entry['luns'][0]['device_path'], wwn=wwn,
+                           nexus=entry['nexus']))
+    for failure in report['failed']:
+        LOG.error('Cannot restore endpoint %(wwn)s: %(error)s',
+                  {'wwn': failure['item'],
+                   'error': failure['error']['message']})
     return report
 
 
@@ -142,6 +190,9 @@ def cleanup(record):
               (names removed)
     """
     removed = {'endpoints': [], 'backstores': []}
+    for name in record.remove_temporaries():
+        LOG.warning('Removed state file %s left by an interrupted call',
+                    name)
     for wwn, entry in sorted(record.load().items()):
         if entry['status'] != state.PRESENT and _converge(record, wwn) is None:
             removed['endpoints'].append(wwn)

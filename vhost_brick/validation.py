@@ -16,6 +16,7 @@ Both sides validate: the executor to fail fast with a typed error, the
 helper because it runs as root and must not trust its caller.
 """
 
+import collections.abc
 import os
 import re
 import secrets
@@ -34,6 +35,9 @@ _NAA_TYPES = frozenset('125cdef')
 
 # OUI prefix LIO uses for generated WWNs ("naa.5" + "001405").
 GENERATED_WWN_PREFIX = 'naa.5001405'
+
+# What one endpoint spec of a batch may say.
+SPEC_KEYS = ('device_path', 'wwn', 'nexus')
 
 # The kernel stores a block backstore's udev_path in a 512-byte buffer.
 MAX_DEVICE_PATH = 511
@@ -114,3 +118,58 @@ def _sectors(rdev):
             return int(size.read())
     except (OSError, ValueError):
         return None
+
+
+def validate_endpoint_specs(specs):
+    """Check a batch of endpoint specs; return them as plain dicts.
+
+    Each spec is a mapping with ``device_path`` and optionally ``wwn``
+    and ``nexus``; the result has all three keys (None when absent). Two
+    specs with the same WWN or device path are refused: the second could
+    only fail.
+    """
+    if isinstance(specs, (str, bytes, collections.abc.Mapping)) or \
+            not isinstance(specs, collections.abc.Iterable):
+        raise exception.Invalid(reason='endpoint specs must be a list of '
+                                       'mappings, not %r' % (specs,))
+    result = []
+    for index, spec in enumerate(specs):
+        if not isinstance(spec, collections.abc.Mapping):
+            raise exception.Invalid(reason='endpoint spec %d is %r, not a '
+                                           'mapping' % (index, spec))
+        keys = set(spec)
+        if 'device_path' not in keys or not keys <= set(SPEC_KEYS):
+            raise exception.Invalid(
+                reason='endpoint spec %d has keys %s; it needs device_path '
+                       'and may have wwn and nexus'
+                       % (index, sorted(map(str, keys))))
+        wwn, nexus = spec.get('wwn'), spec.get('nexus')
+        result.append({
+            'device_path': validate_device_path(spec['device_path']),
+            'wwn': None if wwn is None else validate_wwn(wwn),
+            'nexus': None if nexus is None else validate_nexus(nexus)})
+    _refuse_duplicates('device path',
+                       [spec['device_path'] for spec in result])
+    _refuse_duplicates('WWN', [spec['wwn'] for spec in result
+                               if spec['wwn'] is not None])
+    return result
+
+
+def validate_wwns(wwns):
+    """Check a batch of target WWNs; return them in canonical form."""
+    if isinstance(wwns, (str, bytes, collections.abc.Mapping)) or \
+            not isinstance(wwns, collections.abc.Iterable):
+        raise exception.Invalid(reason='WWNs must be a list of strings, '
+                                       'not %r' % (wwns,))
+    result = [validate_wwn(wwn) for wwn in wwns]
+    _refuse_duplicates('WWN', result)
+    return result
+
+
+def _refuse_duplicates(what, values):
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise exception.Invalid(reason='%s %s appears twice in the batch'
+                                           % (what, value))
+        seen.add(value)

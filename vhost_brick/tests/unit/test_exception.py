@@ -72,3 +72,21 @@ class ExceptionTestCase(base.TestCase):
         for code in (1, 2, 99, -9, None):
             self.assertIs(exception.HelperFailed,
                           exception.by_exit_code(code))
+
+    def test_report_round_trip_keeps_class_message_and_kwargs(self):
+        err = exception.DeviceInUse(device='/dev/sdb', reason='mounted')
+        rebuilt = exception.from_report(exception.to_report(err))
+        self.assertIs(exception.DeviceInUse, type(rebuilt))
+        self.assertEqual(err.msg, rebuilt.msg)
+        self.assertEqual(err.kwargs, rebuilt.kwargs)
+
+    def test_report_kwargs_are_json_scalars(self):
+        report = exception.to_report(
+            exception.BackendError(reason=OSError(5, 'EIO')))
+        self.assertEqual({'reason': '[Errno 5] EIO'}, report['kwargs'])
+
+    def test_unknown_reported_class_becomes_backend_error(self):
+        rebuilt = exception.from_report(
+            {'error': 'Exception', 'message': 'odd', 'kwargs': {}})
+        self.assertIs(exception.BackendError, type(rebuilt))
+        self.assertEqual('odd', str(rebuilt))

@@ -229,15 +229,21 @@ class ExecutorTestCase(base.TestCase):
     def test_restore_returns_a_report_of_endpoints(self):
         self.execute.reply(json.dumps(
             {'restored': [ENDPOINT], 'already_present': [],
-             'failed': [['naa.5001405000000009', 'device gone']]}))
+             'failed': [{'item': 'naa.5001405000000009',
+                         'error': {'error': 'InvalidDevice',
+                                   'message': 'device gone',
+                                   'kwargs': {'device': '/dev/sdx',
+                                              'reason': 'gone'}}}]}))
         report = self.executor.restore()
         self.assertEqual([('vhost-brick-helper', 'restore')],
                          self.execute.commands)
         self.assertEqual((endpoint.VhostEndpoint.from_dict(ENDPOINT),),
                          report.restored)
         self.assertEqual((), report.already_present)
-        self.assertEqual((('naa.5001405000000009', 'device gone'),),
-                         report.failed)
+        [failure] = report.failed
+        self.assertEqual('naa.5001405000000009', failure.item)
+        self.assertIsInstance(failure.error, exception.InvalidDevice)
+        self.assertEqual('device gone', str(failure.error))
 
     def test_cleanup_returns_what_was_removed(self):
         removed = {'endpoints': [WWN], 'backstores': ['vhost-brick-1']}
@@ -245,6 +251,73 @@ class ExecutorTestCase(base.TestCase):
         self.assertEqual(removed, self.executor.cleanup())
         self.assertEqual([('vhost-brick-helper', 'cleanup')],
                          self.execute.commands)
+
+    def test_create_endpoints_sends_the_specs_as_json_on_stdin(self):
+        self.execute.reply(json.dumps({'created': [ENDPOINT], 'failed': []}))
+        report = self.executor.create_endpoints(
+            [{'device_path': DEVICE, 'wwn': WWN.upper()}])
+        [(cmd, kwargs)] = self.execute.calls
+        self.assertEqual(('vhost-brick-helper', 'create-many'), cmd)
+        self.assertEqual([{'device_path': DEVICE, 'wwn': WWN,
+                           'nexus': None}],
+                         json.loads(kwargs.pop('process_input')))
+        self.assertEqual({'run_as_root': True, 'root_helper': ROOT_HELPER},
+                         kwargs)
+        self.assertEqual((endpoint.VhostEndpoint.from_dict(ENDPOINT),),
+                         report.created)
+        self.assertEqual((), report.failed)
+
+    def test_create_endpoints_reports_failures_as_typed_errors(self):
+        spec = {'device_path': DEVICE, 'wwn': WWN, 'nexus': None}
+        self.execute.reply(json.dumps({'created': [], 'failed': [
+            {'item': spec, 'error': {
+                'error': 'DeviceInUse', 'message': 'busy',
+                'kwargs': {'device': DEVICE, 'reason': 'mounted'}}}]}))
+        [failure] = self.executor.create_endpoints([spec]).failed
+        self.assertEqual(spec, failure.item)
+        self.assertIsInstance(failure.error, exception.DeviceInUse)
+        self.assertEqual({'device': DEVICE, 'reason': 'mounted'},
+                         failure.error.kwargs)
+
+    def test_create_endpoints_refuses_a_bad_batch_without_the_helper(self):
+        for specs in ([{'device_path': DEVICE, 'wwn': 'naa.1'}],
+                      [{'device_path': DEVICE}, {'device_path': DEVICE}],
+                      [{'device': DEVICE}],
+                      {'device_path': DEVICE}):
+            self.assertRaises(exception.Invalid,
+                              self.executor.create_endpoints, specs)
+        self.assertEqual([], self.execute.calls)
+
+    def test_empty_batches_do_not_run_the_helper(self):
+        self.assertEqual(endpoint.CreateReport(created=(), failed=()),
+                         self.executor.create_endpoints([]))
+        self.assertEqual(
+            endpoint.DeleteReport(deleted=(), absent=(), failed=()),
+            self.executor.delete_endpoints(iter([])))
+        self.assertEqual([], self.execute.calls)
+
+    def test_delete_endpoints_sends_the_wwns_and_reports_each(self):
+        self.execute.reply(json.dumps({
+            'deleted': [WWN], 'absent': [NEXUS], 'failed': [
+                {'item': 'naa.5001405000000009', 'error': {
+                    'error': 'EndpointInUse', 'message': 'held',
+                    'kwargs': {'wwn': 'naa.5001405000000009'}}}]}))
+        report = self.executor.delete_endpoints(
+            [WWN, NEXUS, 'naa.5001405000000009'])
+        [(cmd, kwargs)] = self.execute.calls
+        self.assertEqual(('vhost-brick-helper', 'delete-many'), cmd)
+        self.assertEqual([WWN, NEXUS, 'naa.5001405000000009'],
+                         json.loads(kwargs['process_input']))
+        self.assertEqual((WWN,), report.deleted)
+        self.assertEqual((NEXUS,), report.absent)
+        self.assertIsInstance(report.failed[0].error,
+                              exception.EndpointInUse)
+
+    def test_delete_endpoints_refuses_a_bad_batch_without_the_helper(self):
+        for wwns in ([WWN, 'naa.1'], [WWN, WWN.upper()], WWN, [None]):
+            self.assertRaises(exception.Invalid,
+                              self.executor.delete_endpoints, wwns)
+        self.assertEqual([], self.execute.calls)
 
     def test_helper_command_is_configurable(self):
         self.conf.config(helper_command='/opt/vb/bin/vhost-brick-helper',
@@ -290,6 +363,13 @@ class LockingTestCase(base.TestCase):
         self.execute.reply('{"deleted": true}')
         self.executor.delete_endpoint(WWN)
         self.assertEqual([True], self.execute_seen_lock)
+
+    def test_batches_run_the_helper_under_the_external_lock(self):
+        self.execute.reply('{"created": [], "failed": []}')
+        self.execute.reply('{"deleted": [], "absent": [], "failed": []}')
+        self.executor.create_endpoints([{'device_path': DEVICE}])
+        self.executor.delete_endpoints([WWN])
+        self.assertEqual([True, True], self.execute_seen_lock)
 
     def test_own_lock_path_overrides_oslo_concurrency(self):
         self.conf.config(lock_path='/var/lib/vhost-brick/locks',

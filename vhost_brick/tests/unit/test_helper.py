@@ -47,7 +47,7 @@ class HelperTestCase(base.TestCase):
             conf.write('[vhost_brick]\nstate_path = %s/state\n' % tmp)
         self.useFixture(fixtures.MonkeyPatch(
             'vhost_brick.helper.CONFIG_FILE', tmp + '/vhost-brick.conf'))
-        self.state_file = tmp + '/state/' + state.FILE_NAME
+        self.state_path = tmp + '/state'
         self.lio = self.useFixture(fixtures.MockPatchObject(
             helper, 'lio', autospec=True)).mock
         self.host = self.useFixture(fixtures.MockPatchObject(
@@ -55,6 +55,17 @@ class HelperTestCase(base.TestCase):
 
     def run_helper(self, *argv):
         return helper.main(list(argv))
+
+    def lock_held(self):
+        """Whether someone holds the host lock exclusively."""
+        with open(self.lock_file) as lock:
+            try:
+                helper.fcntl.flock(lock, helper.fcntl.LOCK_EX |
+                                   helper.fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            helper.fcntl.flock(lock, helper.fcntl.LOCK_UN)
+            return False
 
     def error(self):
         return json.loads(self.stderr.getvalue().splitlines()[-1])
@@ -71,7 +82,8 @@ class HelperTestCase(base.TestCase):
         self.host.create.return_value = ENDPOINT
         self.run_helper('create', '--device=/dev/loop0')
         record = self.host.create.call_args.args[0]
-        self.assertEqual(self.state_file, record.path)
+        self.assertEqual(os.path.join(self.state_path, state.DIR_NAME),
+                         record.directory)
 
     def test_state_path_defaults_without_a_config_file(self):
         self.useFixture(fixtures.MonkeyPatch(
@@ -80,7 +92,7 @@ class HelperTestCase(base.TestCase):
         self.run_helper('create', '--device=/dev/loop0')
         record = self.host.create.call_args.args[0]
         self.assertEqual(os.path.join(state.DEFAULT_STATE_PATH,
-                                      state.FILE_NAME), record.path)
+                                      state.DIR_NAME), record.directory)
 
     def test_relative_state_path_is_refused(self):
         with open(helper.CONFIG_FILE, 'w') as conf:
@@ -105,13 +117,7 @@ class HelperTestCase(base.TestCase):
         seen = []
 
         def locked(*args, **kwargs):
-            with open(self.lock_file) as lock:
-                try:
-                    helper.fcntl.flock(lock, helper.fcntl.LOCK_EX |
-                                       helper.fcntl.LOCK_NB)
-                    seen.append(False)
-                except BlockingIOError:
-                    seen.append(True)
+            seen.append(self.lock_held())
             return ENDPOINT
         self.host.create.side_effect = locked
         self.host.delete.side_effect = locked
@@ -143,6 +149,42 @@ class HelperTestCase(base.TestCase):
         self.assertEqual(0, self.run_helper('delete', '--wwn=' + WWN))
         self.assertEqual({'deleted': False},
                          json.loads(self.stdout.getvalue()))
+
+    def feed_stdin(self, text):
+        self.useFixture(fixtures.MonkeyPatch('sys.stdin', io.StringIO(text)))
+
+    def test_create_many_passes_the_stdin_list_under_the_lock(self):
+        specs = [{'device_path': '/dev/loop0', 'wwn': WWN}]
+        report = {'created': [ENDPOINT], 'failed': []}
+        self.host.create_many.side_effect = lambda record, given: (
+            self.assertTrue(self.lock_held()) or report)
+        self.feed_stdin(json.dumps(specs))
+        self.assertEqual(0, self.run_helper('create-many'))
+        self.host.create_many.assert_called_once_with(mock.ANY, specs)
+        self.assertEqual(report, json.loads(self.stdout.getvalue()))
+
+    def test_delete_many_passes_the_stdin_list_under_the_lock(self):
+        report = {'deleted': [WWN], 'absent': [], 'failed': []}
+        self.host.delete_many.side_effect = lambda record, given: (
+            self.assertTrue(self.lock_held()) or report)
+        self.feed_stdin(json.dumps([WWN]))
+        self.assertEqual(0, self.run_helper('delete-many'))
+        self.host.delete_many.assert_called_once_with(mock.ANY, [WWN])
+        self.assertEqual(report, json.loads(self.stdout.getvalue()))
+
+    def test_batch_input_that_is_not_json_is_invalid_argument(self):
+        self.feed_stdin('[{"device_path": ')
+        self.assertEqual(14, self.run_helper('create-many'))
+        self.assertIn('not JSON', self.error()['message'])
+        self.assertEqual([], self.host.method_calls)
+
+    def test_oversized_batch_input_is_refused_unread(self):
+        self.useFixture(fixtures.MonkeyPatch(
+            'vhost_brick.helper.MAX_INPUT_BYTES', 16))
+        self.feed_stdin(json.dumps(['naa.5001405000000001'] * 2))
+        self.assertEqual(14, self.run_helper('delete-many'))
+        self.assertIn('exceeds 16 bytes', self.error()['message'])
+        self.assertEqual([], self.host.method_calls)
 
     def test_show_and_list(self):
         self.lio.show.return_value = ENDPOINT

@@ -39,7 +39,7 @@ class HostTestCase(test_lio.LioTestCase):
 
     def setUp(self):
         super().setUp()
-        self.record = state.StateFile(
+        self.record = state.EndpointRecord(
             self.useFixture(fixtures.TempDir()).path)
         self.useFixture(fixtures.MockPatchObject(
             lio, '_linked_backstores', side_effect=linked_backstores))
@@ -85,7 +85,7 @@ class CreateDeleteTestCase(HostTestCase):
                      (host.create, self.record, DEVICE, 'naa.6' + '0' * 15),
                      (host.delete, self.record, 'naa.1')):
             self.assertRaises(exception.Invalid, *call)
-        self.assertFalse(os.path.exists(self.record.path))
+        self.assertFalse(os.path.exists(self.record.directory))
         self.prepare.assert_not_called()
 
 
@@ -107,7 +107,7 @@ class CrashTestCase(HostTestCase):
     def test_create_after_a_crashed_create_converges(self):
         for step in ('storage', 'target', 'tpg', 'nexus', 'lun'):
             fake_rtslib.reset()
-            self.record.save({})
+            self.record.discard(WWN)
             self.record.set(WWN, state.CREATING)
             # What the killed helper built before dying at this step:
             self.kill_at(step)
@@ -195,14 +195,15 @@ class RestoreTestCase(HostTestCase):
         kept = host.create(self.record, OTHER_DEVICE,
                            wwn='naa.5001405000000009')
         self.reboot()
-        entries = self.record.load()
-        entries[WWN]['luns'][0]['device_path'] = '/dev/vanished'
-        self.record.save(entries)
+        entry = self.record.get(WWN)
+        entry['luns'][0]['device_path'] = '/dev/vanished'
+        self.record.set(WWN, state.PRESENT, **host._fields(entry))
         report = host.restore(self.record)
         self.assertEqual([kept], report['restored'])
-        [(wwn, reason)] = report['failed']
-        self.assertEqual(gone['wwn'], wwn)
-        self.assertIn('/dev/vanished', reason)
+        [failure] = report['failed']
+        self.assertEqual(gone['wwn'], failure['item'])
+        self.assertEqual('InvalidDevice', failure['error']['error'])
+        self.assertIn('/dev/vanished', failure['error']['message'])
 
     def test_restore_never_touches_foreign_objects(self):
         host.create(self.record, DEVICE, wwn=WWN)
@@ -213,3 +214,71 @@ class RestoreTestCase(HostTestCase):
         after = fake_rtslib.snapshot()
         self.assertEqual([obj for obj in after['targets']
                           if obj[1] != WWN], before['targets'])
+
+
+class BatchTestCase(HostTestCase):
+    """create_many and delete_many: all-or-nothing per endpoint."""
+
+    OTHER_WWN = 'naa.5001405000000009'
+
+    def specs(self):
+        return [{'device_path': DEVICE, 'wwn': WWN},
+                {'device_path': OTHER_DEVICE, 'wwn': self.OTHER_WWN}]
+
+    def test_create_many_creates_and_records_each(self):
+        report = host.create_many(self.record, self.specs())
+        self.assertEqual([], report['failed'])
+        self.assertEqual([WWN, self.OTHER_WWN],
+                         [ep['wwn'] for ep in report['created']])
+        self.assertEqual(['present', 'present'],
+                         [self.status(WWN), self.status(self.OTHER_WWN)])
+
+    def test_one_failure_is_reported_and_the_rest_created(self):
+        fake_rtslib.STATE.fail_on['lun'] = fake_rtslib.RTSLibError('no')
+        report = host.create_many(self.record, self.specs())
+        [failure] = report['failed']
+        self.assertEqual({'device_path': DEVICE, 'wwn': WWN, 'nexus': None},
+                         failure['item'])
+        self.assertEqual('BackendError', failure['error']['error'])
+        self.assertEqual([self.OTHER_WWN],
+                         [ep['wwn'] for ep in report['created']])
+        # The failed endpoint left nothing behind, in LIO or the record.
+        self.assertEqual([self.OTHER_WWN],
+                         [t[1] for t in fake_rtslib.snapshot()['targets']])
+        self.assertEqual([self.OTHER_WWN], list(self.record.load()))
+
+    def test_unexpected_error_is_reported_as_backend_error(self):
+        fake_rtslib.STATE.fail_on['target'] = RuntimeError('surprise')
+        report = host.create_many(self.record, self.specs())
+        [failure] = report['failed']
+        self.assertEqual('BackendError', failure['error']['error'])
+        self.assertIn('surprise', failure['error']['message'])
+        self.assertEqual(1, len(report['created']))
+
+    def test_invalid_batch_changes_nothing(self):
+        specs = self.specs() + [{'device_path': DEVICE}]
+        self.assertRaises(exception.Invalid, host.create_many, self.record,
+                          specs)
+        self.assertEqual({'storage': [], 'targets': []},
+                         fake_rtslib.snapshot())
+        self.assertEqual({}, self.record.load())
+
+    def test_delete_many_reports_deleted_absent_and_held(self):
+        host.create_many(self.record, self.specs())
+        fake_rtslib.STATE.held.add(self.OTHER_WWN)
+        report = host.delete_many(
+            self.record, [WWN, 'naa.5001405000000005', self.OTHER_WWN])
+        self.assertEqual([WWN], report['deleted'])
+        self.assertEqual(['naa.5001405000000005'], report['absent'])
+        [failure] = report['failed']
+        self.assertEqual(self.OTHER_WWN, failure['item'])
+        self.assertEqual('EndpointInUse', failure['error']['error'])
+        self.assertEqual([self.OTHER_WWN], list(self.record.load()))
+        self.assertEqual('present', self.status(self.OTHER_WWN))
+
+    def test_invalid_wwn_batch_deletes_nothing(self):
+        host.create_many(self.record, self.specs())
+        before = fake_rtslib.snapshot()
+        self.assertRaises(exception.InvalidWWN, host.delete_many,
+                          self.record, [WWN, 'naa.1'])
+        self.assertEqual(before, fake_rtslib.snapshot())

@@ -175,3 +175,63 @@ class DevicePathTestCase(base.TestCase):
     def test_non_string(self):
         for path in (None, 3, b'/dev/sda'):
             self.assertInvalid(path, 'must be a string')
+
+
+class BatchTestCase(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.validate_device = self.useFixture(fixtures.MockPatchObject(
+            validation, 'validate_device_path',
+            side_effect=lambda path: path)).mock
+
+    def test_specs_are_completed_and_wwns_canonical(self):
+        self.assertEqual(
+            [{'device_path': '/dev/a', 'wwn': None, 'nexus': None},
+             {'device_path': '/dev/b', 'wwn': 'naa.5001405abcdef012',
+              'nexus': 'naa.5001405abcdef013'}],
+            validation.validate_endpoint_specs(iter([
+                {'device_path': '/dev/a'},
+                {'device_path': '/dev/b', 'wwn': 'NAA.5001405ABCDEF012',
+                 'nexus': 'naa.5001405abcdef013'}])))
+
+    def test_every_device_is_validated(self):
+        self.validate_device.side_effect = exception.InvalidDevice(
+            device='/dev/b', reason='not a block device')
+        self.assertRaises(exception.InvalidDevice,
+                          validation.validate_endpoint_specs,
+                          [{'device_path': '/dev/b'}])
+
+    def test_malformed_batches_are_invalid(self):
+        for specs in (None, 'specs', {'device_path': '/dev/a'}, 42,
+                      [None], [['/dev/a']], [{}], [{'wwn': None}],
+                      [{'device_path': '/dev/a', 'lun': 1}]):
+            self.assertRaises(exception.Invalid,
+                              validation.validate_endpoint_specs, specs)
+
+    def test_bad_wwn_or_nexus_in_a_spec_is_typed(self):
+        self.assertRaises(exception.InvalidNexus,
+                          validation.validate_endpoint_specs,
+                          [{'device_path': '/dev/a', 'nexus': 'naa.6'}])
+        self.assertRaises(exception.InvalidWWN,
+                          validation.validate_endpoint_specs,
+                          [{'device_path': '/dev/a', 'wwn': 7}])
+
+    def test_repeated_device_or_wwn_is_refused(self):
+        for specs in ([{'device_path': '/dev/a'}, {'device_path': '/dev/a'}],
+                      [{'device_path': '/dev/a',
+                        'wwn': 'naa.5001405000000001'},
+                       {'device_path': '/dev/b',
+                        'wwn': 'NAA.5001405000000001'}]):
+            error = self.assertRaises(exception.Invalid,
+                                      validation.validate_endpoint_specs,
+                                      specs)
+            self.assertIn('appears twice', str(error))
+
+    def test_wwn_batch_is_canonical_and_unique(self):
+        self.assertEqual(['naa.5001405000000001'],
+                         validation.validate_wwns(['NAA.5001405000000001']))
+        for wwns in ('naa.5001405000000001', None, [1],
+                     ['naa.5001405000000001', 'naa.5001405000000001']):
+            self.assertRaises(exception.Invalid, validation.validate_wwns,
+                              wwns)
