@@ -19,6 +19,7 @@ need is a failure, not a skip.
 
 import os
 import subprocess
+import sys
 import tempfile
 
 import fixtures
@@ -142,6 +143,23 @@ class FunctionalTestCase(base.TestCase):
 
     def make_disk(self, **kwargs):
         return self.useFixture(LoopDevice(**kwargs)).path
+
+    def hold_endpoint(self, wwn):
+        """Hold the endpoint through /dev/vhost-scsi, as QEMU does."""
+        holder = subprocess.Popen(
+            [sys.executable, '-c',
+             'import sys\n'
+             'from vhost_brick import vhostdev\n'
+             'with vhostdev.claim(sys.argv[1]):\n'
+             '    print("held", flush=True)\n'
+             '    sys.stdin.read()\n', wwn],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.assertEqual('held', holder.stdout.readline().strip())
+        return holder
+
+    def release_endpoint(self, holder):
+        holder.stdin.close()
+        self.assertEqual(0, holder.wait())
 
     def create(self, device, **kwargs):
         """create_endpoint, deleting the endpoint at cleanup."""

@@ -211,26 +211,10 @@ class ConflictTestCase(base.FunctionalTestCase):
 class InUseTestCase(base.FunctionalTestCase):
     """A process holding the endpoint through /dev/vhost-scsi, as QEMU."""
 
-    def hold(self, wwn):
-        holder = subprocess.Popen(
-            [sys.executable, '-c',
-             'import sys\n'
-             'from vhost_brick import vhostdev\n'
-             'with vhostdev.claim(sys.argv[1]):\n'
-             '    print("held", flush=True)\n'
-             '    sys.stdin.read()\n', wwn],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.assertEqual('held', holder.stdout.readline().strip())
-        return holder
-
-    def release(self, holder):
-        holder.stdin.close()
-        self.assertEqual(0, holder.wait())
-
     def test_delete_of_held_endpoint_is_refused_and_changes_nothing(self):
         ep = self.create(self.make_disk())
-        holder = self.hold(ep.wwn)
-        self.addCleanup(self.release, holder)
+        holder = self.hold_endpoint(ep.wwn)
+        self.addCleanup(self.release_endpoint, holder)
         before = base.configfs_snapshot()
         self.assertRaises(exception.EndpointInUse,
                           self.executor.delete_endpoint, ep.wwn)
@@ -239,7 +223,7 @@ class InUseTestCase(base.FunctionalTestCase):
 
     def test_delete_succeeds_once_released(self):
         ep = self.executor.create_endpoint(self.make_disk())
-        self.release(self.hold(ep.wwn))
+        self.release_endpoint(self.hold_endpoint(ep.wwn))
         self.executor.delete_endpoint(ep.wwn)
         self.assertNotIn(ep.wwn, base.vhost_targets())
 

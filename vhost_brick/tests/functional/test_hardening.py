@@ -150,8 +150,8 @@ class HostileInputTestCase(base.FunctionalTestCase):
         self.assertEqual(before, base.configfs_snapshot())
 
 
-def state_file():
-    return os.path.join('/var/lib/vhost-brick', state.FILE_NAME)
+# The record the helper keeps with the default configuration.
+RECORD = state.EndpointRecord(state.DEFAULT_STATE_PATH)
 
 
 class CrashTestCase(base.FunctionalTestCase):
@@ -160,14 +160,14 @@ class CrashTestCase(base.FunctionalTestCase):
     # Per test; the two *_then_cleanup_converges tests make 20 together.
     TRIALS = int(os.environ.get('VHOST_BRICK_CRASH_TRIALS', '10'))
 
-    def run_helper_killed(self, argv, intent, delay):
+    def run_helper_killed(self, argv, wwn, intent, delay):
         """Start the helper; SIGKILL it delay s after it records intent."""
         helper = subprocess.Popen(['vhost-brick-helper'] + argv,
                                   stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         while helper.poll() is None:
             try:
-                with open(state_file()) as record:
+                with open(RECORD.path(wwn)) as record:
                     if '"%s"' % intent in record.read():
                         break
             except (FileNotFoundError, ValueError):
@@ -178,9 +178,8 @@ class CrashTestCase(base.FunctionalTestCase):
         return helper.wait()
 
     def assertConverged(self, wwn, disk):
-        """The state file parses; the endpoint is whole or absent."""
-        with open(state_file()) as record:
-            entries = json.load(record)['endpoints']
+        """The state files parse; the endpoint is whole or absent."""
+        entries = RECORD.load()
         self.assertNotIn(entry_status(entries, wwn),
                          ('creating', 'deleting'))
         if wwn in base.vhost_targets():
@@ -206,7 +205,7 @@ class CrashTestCase(base.FunctionalTestCase):
             wwn = 'naa.5001405c0000%04x' % trial
             delay = rng.uniform(0, span / 2)
             self.run_helper_killed(['create', '--device=' + disk,
-                                    '--wwn=' + wwn], 'creating', delay)
+                                    '--wwn=' + wwn], wwn, 'creating', delay)
             self.executor.cleanup()
             self.assertConverged(wwn, disk)
             self.executor.delete_endpoint(wwn)
@@ -216,7 +215,7 @@ class CrashTestCase(base.FunctionalTestCase):
         for trial in range(self.TRIALS // 2):
             wwn = 'naa.5001405c0001%04x' % trial
             self.run_helper_killed(['create', '--device=' + disk,
-                                    '--wwn=' + wwn], 'creating',
+                                    '--wwn=' + wwn], wwn, 'creating',
                                    rng.uniform(0, 0.5))
             ep = self.executor.create_endpoint(disk, wwn=wwn)
             self.assertEqual(disk, ep.luns[0].device_path)
@@ -227,8 +226,8 @@ class CrashTestCase(base.FunctionalTestCase):
         for trial in range(self.TRIALS):
             wwn = 'naa.5001405c0002%04x' % trial
             self.executor.create_endpoint(disk, wwn=wwn)
-            self.run_helper_killed(['delete', '--wwn=' + wwn], 'deleting',
-                                   rng.uniform(0, 0.5))
+            self.run_helper_killed(['delete', '--wwn=' + wwn], wwn,
+                                   'deleting', rng.uniform(0, 0.5))
             self.executor.cleanup()
             self.assertConverged(wwn, disk)
             self.executor.delete_endpoint(wwn)
@@ -298,8 +297,7 @@ class ConcurrencyTestCase(base.FunctionalTestCase):
         self.assertEqual({ep['wwn']: ep for ep in kept}, ours)
         self.assertEqual({'endpoints': [], 'backstores': []},
                          self.executor.cleanup())
-        with open(state_file()) as record:
-            entries = json.load(record)['endpoints']
+        entries = RECORD.load()
         self.assertEqual({wwn: 'present' for wwn in ours},
                          {wwn: entry['status'] for wwn, entry
                           in entries.items() if wwn in ours})

@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 
+from vhost_brick import exception
 from vhost_brick.tests.functional import base
 from vhost_brick.tests.functional import guest
 
@@ -88,9 +89,10 @@ class RebootTestCase(base.FunctionalTestCase):
         self.assertEqual(expected, {ep.wwn: ep.to_dict()
                                     for ep in report.restored})
         self.assertEqual((), report.already_present)
-        [(failed, reason)] = report.failed
-        self.assertEqual(gone, failed)
-        self.assertIn('no media', reason)  # its loop device is unbound
+        [failed] = report.failed
+        self.assertEqual(gone, failed.item)
+        self.assertIsInstance(failed.error, exception.InvalidDevice)
+        self.assertIn('no media', str(failed.error))  # its loop is unbound
         again = self.executor.restore()
         self.assertEqual(set(expected),
                          {ep.wwn for ep in again.already_present})
