@@ -10,7 +10,12 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""LIO backend of the privileged helper: vhost endpoints through rtslib-fb.
+"""LIO backend of the privileged helper: vhost endpoints in configfs.
+
+Targets, TPGs and LUNs are made and removed through rtslib-fb; reads and
+our backstores go to configfs directly, so that every operation costs
+the same however many LIO objects the host has (rtslib-fb walks all of
+them to list, and every LUN of every fabric to delete a backstore).
 
 This is the only module that imports rtslib-fb, and it does so lazily:
 rtslib needs libudev at import time and touches configfs as soon as it
@@ -20,11 +25,13 @@ is used. Every rtslib and OS error is translated into a
 
 import contextlib
 import errno
+import functools
 import glob
 import importlib
 import logging
 import os
 import subprocess
+import uuid
 
 from vhost_brick import exception
 from vhost_brick import validation
@@ -44,6 +51,13 @@ LUN = 0
 # Backstores this library creates are named after their endpoint, which
 # is how delete and cleanup recognise them and leave all others alone.
 BACKSTORE_PREFIX = 'vhost-brick-'
+# All of them live in this one iblock HBA (the kernel takes any number
+# of devices per HBA), so a backstore is found by its path, with no
+# scan of core/ and no search for a free HBA index. rtslib-fb gives each
+# backstore an HBA of its own from 0 up, far from this number.
+HBA_INDEX = 30306
+# Default groups of a fabric directory that are not targets.
+_FABRIC_GROUPS = ('discovery_auth',)
 _GENERATE_ATTEMPTS = 8
 
 
@@ -68,20 +82,28 @@ def _not_found_error(rtslib):
 
 
 @contextlib.contextmanager
+def _os_errors_translated():
+    """Translate OS errors raised inside the block."""
+    try:
+        yield
+    except OSError as err:
+        raise exception.BackendError(reason=str(err)) from err
+
+
+@contextlib.contextmanager
 def _translated():
     """Translate rtslib and OS errors raised inside the block."""
     rtslib = _rtslib()
-    try:
-        yield rtslib
-    except exception.VhostBrickException:
-        raise
-    except rtslib.RTSLibError as err:
-        if 'Could not create' in str(err) and 'FabricModule' in str(err):
-            raise exception.KernelSupportMissing(
-                reason='%s; run "modprobe vhost_scsi"' % err) from err
-        raise exception.BackendError(reason=str(err)) from err
-    except OSError as err:
-        raise exception.BackendError(reason=str(err)) from err
+    with _os_errors_translated():
+        try:
+            yield rtslib
+        except exception.VhostBrickException:
+            raise
+        except rtslib.RTSLibError as err:
+            if 'Could not create' in str(err) and 'FabricModule' in str(err):
+                raise exception.KernelSupportMissing(
+                    reason='%s; run "modprobe vhost_scsi"' % err) from err
+            raise exception.BackendError(reason=str(err)) from err
 
 
 def _modprobe(*modules):
@@ -145,9 +167,13 @@ def _vhost_fabric(rtslib):
     return rtslib.FabricModule('vhost')
 
 
+def _target_dir(wwn):
+    return os.path.join(VHOST_FABRIC, wwn)
+
+
 def _lookup_target(rtslib, wwn):
     """Return the vhost target with this WWN, or None."""
-    if not os.path.isdir(VHOST_FABRIC):
+    if not os.path.isdir(_target_dir(wwn)):
         return None
     try:
         return rtslib.Target(_vhost_fabric(rtslib), wwn, mode='lookup')
@@ -155,38 +181,79 @@ def _lookup_target(rtslib, wwn):
         return None
 
 
-def _storage_of(rtslib, lun):
-    """The LUN's storage object, or None for a LUN without its link.
+def _read(path):
+    """The value of a configfs attribute.
 
-    A LUN directory whose link is missing is what an interrupted create
-    or delete (ours or another tool's) leaves between its two steps.
+    A vhost TPG's nexus reads as ENODEV while none is set; that is ''.
     """
     try:
-        return lun.storage_object
-    except rtslib.RTSLibError:
-        return None
+        with open(path) as attr:
+            return attr.read().strip()
+    except OSError as err:
+        if err.errno != errno.ENODEV:
+            raise
+        return ''
 
 
-def _describe_lun(rtslib, lun):
-    storage = _storage_of(rtslib, lun)
-    if storage is None:
-        return {'lun': lun.lun, 'device_path': '', 'backstore': ''}
-    return {'lun': lun.lun, 'device_path': storage.udev_path or '',
-            'backstore': storage.name}
+def _numbered(directory, prefix):
+    """The numbers N of directory's entries called prefix + N, sorted."""
+    return sorted(int(name[len(prefix):]) for name in os.listdir(directory)
+                  if name.startswith(prefix) and
+                  name[len(prefix):].isdigit())
 
 
-def _describe_tpg(rtslib, target, tpg):
-    return {'wwn': target.wwn, 'tpgt': tpg.tag, 'nexus': tpg.nexus or '',
-            'luns': sorted((_describe_lun(rtslib, lun) for lun in tpg.luns),
-                           key=lambda lun: lun['lun'])}
+def _read_lun(lun_dir, number):
+    """The dict of one LUN, read from configfs.
+
+    A LUN without its link (an interrupted create) exports nothing: its
+    device and backstore are ''.
+    """
+    for entry in os.scandir(lun_dir):
+        if entry.is_symlink():
+            storage = os.path.join(lun_dir, os.readlink(entry.path))
+            return {'lun': number,
+                    'device_path': _read(os.path.join(storage, 'udev_path')),
+                    'backstore': os.path.basename(storage)}
+    return {'lun': number, 'device_path': '', 'backstore': ''}
 
 
-def _describe(rtslib, target):
-    """The endpoint dict of a target: its lowest-numbered TPG."""
-    tpgs = sorted(target.tpgs, key=lambda tpg: tpg.tag)
-    if not tpgs:
-        return {'wwn': target.wwn, 'tpgt': TPGT, 'nexus': '', 'luns': []}
-    return _describe_tpg(rtslib, target, tpgs[0])
+def _read_tpg(wwn, tag):
+    """The endpoint dict of one TPG, read from configfs.
+
+    :raises: FileNotFoundError if the TPG goes away meanwhile
+    """
+    tpg_dir = os.path.join(_target_dir(wwn), 'tpgt_%d' % tag)
+    lun_root = os.path.join(tpg_dir, 'lun')
+    luns = []
+    for number in _numbered(lun_root, 'lun_'):
+        with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+            luns.append(_read_lun(os.path.join(lun_root, 'lun_%d' % number),
+                                  number))
+    return {'wwn': wwn, 'tpgt': tag,
+            'nexus': _read(os.path.join(tpg_dir, 'nexus')), 'luns': luns}
+
+
+def _read_target(wwn):
+    """One endpoint dict per TPG of vhost target wwn, by tag.
+
+    :raises: FileNotFoundError if there is no such target
+    """
+    described = []
+    for tag in _numbered(_target_dir(wwn), 'tpgt_'):
+        with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+            described.append(_read_tpg(wwn, tag))
+    return described
+
+
+def _describe(wwn):
+    """The endpoint dict of a target: its lowest-numbered TPG.
+
+    :raises: FileNotFoundError if there is no such target
+    """
+    described = _read_target(wwn)
+    if not described:
+        return {'wwn': wwn, 'tpgt': TPGT, 'nexus': '', 'luns': []}
+    return described[0]
 
 
 def _same_device(path_a, path_b):
@@ -246,37 +313,97 @@ def _check_device_free(rtslib, device_path):
     os.close(fd)
 
 
-def _find_backstore(rtslib, name):
-    """Our block backstore called name, or None.
+def _backstore_path(name):
+    return os.path.join(CORE, 'iblock_%d' % HBA_INDEX, name)
 
-    Found by one glob of core/ rather than rtslib-fb's process-wide
-    backstore cache, which goes stale as soon as this process creates or
-    deletes a backstore with an explicit index.
+
+def _find_backstore(name):
+    """The configfs path of our backstore called name, or None."""
+    path = _backstore_path(name)
+    return path if os.path.isdir(path) else None
+
+
+def _locate_backstore(name):
+    """Like _find_backstore, also finding one in an HBA of its own.
+
+    Versions before HBA_INDEX gave each backstore its own HBA; finding
+    those takes a scan of core/, so only cleanup paths look for them.
     """
-    for path in glob.glob(os.path.join(CORE, 'iblock_*', glob.escape(name))):
-        index = os.path.basename(os.path.dirname(path))[len('iblock_'):]
-        return rtslib.BlockStorageObject(name, index=int(index))
-    return None
+    return _find_backstore(name) or next(
+        iter(_glob_dirs(CORE, 'iblock_*/' + glob.escape(name))), None)
 
 
-def _free_hba_index():
-    """An iblock HBA index no directory in core/ uses.
+def _write(path, value):
+    """Write a configfs attribute, which must exist."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
 
-    rtslib-fb picks indexes from its cache of HBAs that hold a storage
-    object, and so collides with an empty HBA directory (left by a crash
-    between its two mkdirs), which it then cannot create again.
+
+def _create_backstore(name, device_path):
+    """Create and enable our block backstore on device_path; its path.
+
+    Written to configfs directly: rtslib-fb (2.2.4) makes the HBA
+    directory of every storage object it creates and fails when that
+    directory exists, so it cannot put a second one in our HBA.
     """
-    used = {int(entry[len('iblock_'):]) for entry in os.listdir(CORE)
-            if entry.startswith('iblock_') and entry[7:].isdigit()}
-    return min(set(range(len(used) + 1)) - used)
+    path = _backstore_path(name)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(os.path.dirname(path))
+    try:
+        os.mkdir(path)
+        # udev_path= in control configures the device; the udev_path
+        # attribute is what readers (and rtslib, targetcli) see.
+        _write(os.path.join(path, 'control'), 'udev_path=%s' % device_path)
+        _write(os.path.join(path, 'udev_path'), device_path)
+        _write(os.path.join(path, 'enable'), '1')
+        # A unit serial, as rtslib-fb gives, so the guest sees a WWN.
+        _write(os.path.join(path, 'wwn', 'vpd_unit_serial'),
+               str(uuid.uuid4()))
+    except BaseException:
+        _remove_backstore(path)
+        raise
+    return path
 
 
-def _delete_own_backstore(rtslib, wwn):
-    """Delete the backstore vhost_brick made for wwn; False if none."""
-    storage = _find_backstore(rtslib, backstore_name(wwn))
-    if storage is None:
+def _remove_backstore(path):
+    """Remove our backstore at path, and its HBA if nothing else uses it.
+
+    No LUN of ours links it any more, so one rmdir does it, where
+    rtslib-fb's StorageObject.delete() would first look for LUNs using
+    it in every TPG of every fabric. A LUN that is not ours still
+    linking it keeps it: the kernel refuses (EBUSY) and we leave it.
+    """
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        if err.errno != errno.EBUSY:
+            raise
+        LOG.warning('Leaving backstore %s: a LUN that vhost_brick did '
+                    'not make still exports it', path)
+        return
+    try:
+        os.rmdir(os.path.dirname(path))
+    except OSError as err:
+        if err.errno not in (errno.ENOTEMPTY, errno.EBUSY, errno.ENOENT):
+            raise
+
+
+def _delete_leftover_backstore(wwn, find=_find_backstore):
+    """Delete a backstore of ours for wwn that no LUN of ours uses.
+
+    :returns: False if there was none
+    """
+    path = find(backstore_name(wwn))
+    if path is None:
         return False
-    storage.delete()
+    LOG.warning('Removing backstore %s left behind by an interrupted '
+                'call', path)
+    _remove_backstore(path)
     return True
 
 
@@ -289,24 +416,24 @@ def _set_nexus(rtslib, tpg, nexus):
 
 def _build(rtslib, device_path, wwn, nexus):
     """Create backstore, target, TPG, nexus and LUN; undo all on failure."""
-    created = []
+    undo = []
     try:
-        storage = rtslib.BlockStorageObject(backstore_name(wwn),
-                                            dev=device_path,
-                                            index=_free_hba_index())
-        created.append(storage)
+        name = backstore_name(wwn)
+        undo.append(functools.partial(
+            _remove_backstore, _create_backstore(name, device_path)))
         target = rtslib.Target(_vhost_fabric(rtslib), wwn, mode='create')
-        created.append(target)
+        undo.append(target.delete)
         tpg = rtslib.TPG(target, TPGT, mode='create')
         _set_nexus(rtslib, tpg, nexus)
-        rtslib.LUN(tpg, LUN, storage)
-        return _describe(rtslib, target)
+        rtslib.LUN(tpg, LUN, rtslib.BlockStorageObject(name,
+                                                       index=HBA_INDEX))
+        return _describe(wwn)
     except BaseException:
-        for obj in reversed(created):
+        for step in reversed(undo):
             try:
-                obj.delete()
+                step()
             except (rtslib.RTSLibError, OSError):
-                LOG.exception('Rollback could not delete %s', obj)
+                LOG.exception('Rollback could not undo %s', step)
         raise
 
 
@@ -320,45 +447,31 @@ def create(device_path, wwn=None, nexus=None):
     with _translated() as rtslib:
         _prepare(rtslib)
         if wwn is None:
-            wwn = _unused_wwn(rtslib)
-        else:
-            target = _lookup_target(rtslib, wwn)
-            if target is not None:
-                return _check_retry(_describe(rtslib, target), device_path,
-                                    nexus)
+            wwn = unused_wwn()
+        elif os.path.isdir(_target_dir(wwn)):
+            return _check_retry(_describe(wwn), device_path, nexus)
         _check_device_free(rtslib, device_path)
-        if _delete_own_backstore(rtslib, wwn):
-            LOG.warning('Removed backstore %s left behind by an '
-                        'interrupted create', backstore_name(wwn))
+        _delete_leftover_backstore(wwn)
         return _build(rtslib, device_path, wwn,
                       nexus or validation.generate_wwn())
 
 
-def _unused_wwn(rtslib):
+def unused_wwn():
+    """Return a generated WWN that no vhost target uses."""
     for _attempt in range(_GENERATE_ATTEMPTS):
         wwn = validation.generate_wwn()
-        if _lookup_target(rtslib, wwn) is None:
+        if not os.path.isdir(_target_dir(wwn)):
             return wwn
     raise exception.BackendError(reason='no unused WWN found after %d '
                                         'attempts' % _GENERATE_ATTEMPTS)
 
 
-def unused_wwn():
-    """Return a generated WWN that no vhost target uses."""
-    with _translated() as rtslib:
-        _prepare(rtslib)
-        return _unused_wwn(rtslib)
-
-
 def orphan_backstores():
     """Names of our backstores that no LUN of any fabric links to."""
-    with _translated() as rtslib:
-        _prepare(rtslib)
-        linked = _linked_backstores()
-        return sorted(
-            storage.name for storage in rtslib.RTSRoot().storage_objects
-            if storage.name.startswith(BACKSTORE_PREFIX) and
-            storage.plugin == 'block' and storage.name not in linked)
+    with _os_errors_translated():
+        ours = {os.path.basename(path) for path in _glob_dirs(
+            CORE, 'iblock_*/' + glob.escape(BACKSTORE_PREFIX) + '*')}
+        return sorted(ours - _linked_backstores()) if ours else []
 
 
 def _linked_backstores():
@@ -391,33 +504,36 @@ def delete_backstore(name):
     if not name.startswith(BACKSTORE_PREFIX):
         raise exception.BackendError(reason='%s is not a vhost_brick '
                                             'backstore' % name)
-    with _translated() as rtslib:
-        _prepare(rtslib)
-        storage = _find_backstore(rtslib, name)
-        if storage is not None:
-            storage.delete()
+    with _os_errors_translated():
+        path = _locate_backstore(name)
+        if path is not None:
+            _remove_backstore(path)
 
 
 def show(wwn):
     """Return the endpoint dict of wwn; raise EndpointNotFound if absent."""
     wwn = validation.validate_wwn(wwn)
-    with _translated() as rtslib:
-        _prepare(rtslib)
-        target = _lookup_target(rtslib, wwn)
-        if target is None:
-            raise exception.EndpointNotFound(wwn=wwn)
-        return _describe(rtslib, target)
+    with _os_errors_translated():
+        try:
+            return _describe(wwn)
+        except FileNotFoundError:
+            raise exception.EndpointNotFound(wwn=wwn) from None
 
 
 def list_endpoints():
     """Return one dict per TPG of every vhost target on the host."""
-    with _translated() as rtslib:
-        _prepare(rtslib)
-        if not os.path.isdir(VHOST_FABRIC):
+    with _os_errors_translated():
+        try:
+            wwns = sorted(entry.name for entry in os.scandir(VHOST_FABRIC)
+                          if entry.is_dir() and
+                          entry.name not in _FABRIC_GROUPS)
+        except FileNotFoundError:  # no vhost_scsi, or no LIO at all
             return []
-        return [_describe_tpg(rtslib, target, tpg)
-                for target in _vhost_fabric(rtslib).targets
-                for tpg in sorted(target.tpgs, key=lambda tpg: tpg.tag)]
+        endpoints = []
+        for wwn in wwns:
+            with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                endpoints.extend(_read_target(wwn))
+        return endpoints
 
 
 def delete(wwn):
@@ -430,9 +546,7 @@ def delete(wwn):
         _prepare(rtslib)
         target = _lookup_target(rtslib, wwn)
         if target is None:
-            if _delete_own_backstore(rtslib, wwn):
-                LOG.warning('Removed backstore %s left behind by an '
-                            'interrupted create', backstore_name(wwn))
+            _delete_leftover_backstore(wwn, find=_locate_backstore)
             return False
         tpgs = list(target.tpgs)
         # Hold the endpoint while its LUNs go, so no hypervisor can
@@ -448,8 +562,26 @@ def delete(wwn):
             # A hypervisor attached between the claim and the rmdir.
             _restore_luns(rtslib, removed)
             raise exception.EndpointInUse(wwn=wwn) from err
-        _delete_own_backstore(rtslib, wwn)
+        # Our backstore is where our LUN linked it, in whichever HBA.
+        own = {storage.path for _tpg, _lun, storage in removed
+               if storage.name == backstore_name(wwn)}
+        for path in own:
+            _remove_backstore(path)
+        if not own:
+            _delete_leftover_backstore(wwn, find=_locate_backstore)
         return True
+
+
+def _storage_of(rtslib, lun):
+    """The LUN's storage object, or None for a LUN without its link.
+
+    A LUN directory whose link is missing is what an interrupted create
+    or delete (ours or another tool's) leaves between its two steps.
+    """
+    try:
+        return lun.storage_object
+    except rtslib.RTSLibError:
+        return None
 
 
 def _remove_luns(rtslib, tpgs):

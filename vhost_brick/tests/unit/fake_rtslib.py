@@ -10,17 +10,37 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""An in-memory stand-in for the parts of rtslib-fb that vhost_brick uses.
+"""A stand-in for the parts of rtslib-fb that vhost_brick uses.
+
+Its objects live in a directory tree laid out like LIO's configfs
+(``core/iblock_K/<name>`` with ``udev_path``, ``<fabric>/<wwn>/tpgt_N``
+with ``nexus`` and ``lun/lun_M/<alias>`` linking a storage object), so
+code that reads or writes configfs directly sees what the fake made, and
+the fake sees what it made. :func:`mkdir` and :func:`rmdir`, installed
+in place of ``os.mkdir`` and ``os.rmdir``, add what configfs does that a
+plain tree does not.
 
 It models what the kernel and rtslib do that matters to the backend:
 a new vhost TPG gets a random nexus, the nexus can only be dropped while
 the TPG has no LUN, deleting a held TPG removes its LUNs and then fails
-with EBUSY, and deleting a backstore cascades to the LUNs using it.
+with EBUSY, a linked storage object cannot be removed, and rtslib-fb
+creates every storage object in a new HBA directory of its own.
 ``STATE.fail_on[step]`` makes one step raise, to test rollback.
 """
 
 import errno
 import itertools
+import os
+import re
+
+
+_real_mkdir = os.mkdir
+_real_rmdir = os.rmdir
+# Directories configfs makes along with their parent, and removes with it.
+DEFAULT_GROUPS = ('wwn', 'lun')
+_STORAGE_DIR = re.compile(r'^core/(iblock|fileio)_(\d+)/[^/]+$')
+_TPG_DIR = re.compile(r'^[^/]+/([^/]+)/tpgt_\d+$')
+_PLUGINS = {'iblock': 'block', 'fileio': 'fileio'}
 
 
 class RTSLibError(Exception):
@@ -32,9 +52,8 @@ class RTSLibNotInCFSError(RTSLibError):
 
 
 class _State:
-    def __init__(self):
-        self.storage = {}
-        self.targets = {}
+    def __init__(self, root):
+        self.root = root
         self.held = set()
         self.fail_on = {}
         self.roots = 0
@@ -47,13 +66,130 @@ class _State:
     def random_wwn(self):
         return 'naa.5001405%09x' % next(self._serial)
 
+    def relative(self, path):
+        """path relative to the root, or None if outside it."""
+        if self.root is None:
+            return None
+        rel = os.path.relpath(os.path.abspath(path), self.root)
+        return None if rel.startswith('..') else rel
 
-STATE = _State()
+    @property
+    def storage(self):
+        return {storage.name: storage for storage in _storage_objects()}
+
+    @property
+    def targets(self):
+        return {(fabric, target.wwn): target
+                for fabric in _entries(self.root) if fabric != 'core'
+                for target in FabricModule(fabric).targets}
 
 
-def reset():
+STATE = _State(None)
+
+
+def reset(root=None):
+    """Empty configfs (as after a reboot), at root or where it was."""
     global STATE
-    STATE = _State()
+    root = root or STATE.root
+    for name in os.listdir(root):
+        _remove_tree(os.path.join(root, name))
+    _real_mkdir(os.path.join(root, 'core'))
+    STATE = _State(root)
+
+
+def _remove_tree(path):
+    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
+        for name in filenames:
+            os.unlink(os.path.join(dirpath, name))
+        for name in dirnames:
+            child = os.path.join(dirpath, name)
+            if os.path.islink(child):
+                os.unlink(child)
+            else:
+                _real_rmdir(child)
+    _real_rmdir(path)
+
+
+def _entries(directory):
+    try:
+        return sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []
+
+
+def _write(path, value):
+    with open(path, 'w') as attr:
+        attr.write(value)
+
+
+def _read(path):
+    with open(path) as attr:
+        return attr.read()
+
+
+def mkdir(path, mode=0o777, **kwargs):
+    """os.mkdir, making configfs's attributes and default groups."""
+    rel = None if kwargs else STATE.relative(path)
+    if rel is not None and _STORAGE_DIR.match(rel):
+        STATE.maybe_fail('storage')
+    _real_mkdir(path, mode, **kwargs)
+    if rel is None:
+        return
+    if _STORAGE_DIR.match(rel):
+        for attr in ('control', 'enable', 'udev_path'):
+            _write(os.path.join(path, attr), '')
+        _real_mkdir(os.path.join(path, 'wwn'))
+        _write(os.path.join(path, 'wwn', 'vpd_unit_serial'), '')
+    elif _TPG_DIR.match(rel):
+        _write(os.path.join(path, 'nexus'), '')
+        _real_mkdir(os.path.join(path, 'lun'))
+
+
+def _pinned(path):
+    """Whether path holds objects that rmdir must not take with it."""
+    for entry in os.scandir(path):
+        if entry.is_symlink() or (entry.is_dir() and (
+                entry.name not in DEFAULT_GROUPS or _pinned(entry.path))):
+            return True
+    return False
+
+
+def _links_to(path):
+    """Whether a LUN of any fabric links the storage object at path."""
+    root = STATE.root
+    for fabric in _entries(root):
+        for dirpath, dirnames, _files in os.walk(os.path.join(root, fabric)):
+            for name in dirnames:
+                link = os.path.join(dirpath, name)
+                if os.path.islink(link) and os.path.samefile(link, path):
+                    return True
+    return False
+
+
+def rmdir(path, **kwargs):
+    """os.rmdir with configfs's rules in the fake tree."""
+    rel = None if kwargs else STATE.relative(path)
+    if rel is None:
+        return _real_rmdir(path, **kwargs)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT),
+                                path)
+    if _pinned(path):
+        raise OSError(errno.ENOTEMPTY, os.strerror(errno.ENOTEMPTY), path)
+    tpg = _TPG_DIR.match(rel)
+    if ((tpg and tpg.group(1) in STATE.held) or
+            (_STORAGE_DIR.match(rel) and _links_to(path))):
+        raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), path)
+    _remove_tree(path)
+
+
+class _Node:
+    def __init__(self, path):
+        self.path = path
+
+    @property
+    def exists(self):
+        return os.path.isdir(self.path)
 
 
 class RTSRoot:
@@ -62,148 +198,193 @@ class RTSRoot:
 
     @property
     def storage_objects(self):
-        return list(STATE.storage.values())
+        return _storage_objects()
 
 
-class FabricModule:
+def _storage_objects():
+    core = os.path.join(STATE.root, 'core')
+    return [StorageObject.so_from_path(os.path.join(core, hba, name))
+            for hba in _entries(core)
+            for name in _entries(os.path.join(core, hba))
+            if os.path.isdir(os.path.join(core, hba, name))]
+
+
+class FabricModule(_Node):
     def __init__(self, name):
+        super().__init__(os.path.join(STATE.root, name))
         self.name = name
 
     @property
     def targets(self):
-        return [target for (fabric, _wwn), target in STATE.targets.items()
-                if fabric == self.name]
+        return [Target(self, wwn, mode='lookup')
+                for wwn in _entries(self.path)]
 
 
-class BlockStorageObject:
-    plugin = 'block'
+class StorageObject(_Node):
+    prefix = None
 
     def __init__(self, name, dev=None, index=None):
-        if dev is None:
-            if name not in STATE.storage:
-                raise RTSLibNotInCFSError('Storage object block/%s not '
-                                          'found' % name)
-            self.__dict__ = STATE.storage[name].__dict__
-            return
-        if name in STATE.storage:
-            raise RTSLibError('Storage object block/%s exists' % name)
-        STATE.maybe_fail('storage')
+        core = os.path.join(STATE.root, 'core')
         self.name = name
-        self.udev_path = dev
-        STATE.storage[name] = self
+        if dev is None:
+            hbas = (['%s_%s' % (self.prefix, index)] if index is not None
+                    else _entries(core))
+            for hba in hbas:
+                super().__init__(os.path.join(core, hba, name))
+                if hba.startswith(self.prefix + '_') and self.exists:
+                    return
+            raise RTSLibNotInCFSError('Storage object %s/%s not found'
+                                      % (self.plugin, name))
+        if index is None:
+            used = {hba.rsplit('_', 1)[1] for hba in _entries(core)}
+            index = next(i for i in itertools.count() if str(i) not in used)
+        hba = os.path.join(core, '%s_%s' % (self.prefix, index))
+        if os.path.isdir(hba):
+            # rtslib-fb 2.2.4: the HBA is created with the object's mode.
+            raise RTSLibError('This _Backstore already exists in configFS')
+        super().__init__(os.path.join(hba, name))
+        mkdir(hba)
+        mkdir(self.path)
+        _write(os.path.join(self.path, 'udev_path'), dev)
+        _write(os.path.join(self.path, 'enable'), '1')
 
-    def delete(self):
-        for target in list(STATE.targets.values()):
-            for tpg in target.tpgs:
-                for lun in tpg.luns:
-                    if lun._storage_object is self:
-                        lun.delete()
-        del STATE.storage[self.name]
+    @property
+    def plugin(self):
+        return _PLUGINS[self.prefix]
+
+    @property
+    def udev_path(self):
+        return _read(os.path.join(self.path, 'udev_path'))
+
+    @classmethod
+    def so_from_path(cls, path):
+        prefix, index = os.path.basename(os.path.dirname(path)).rsplit('_', 1)
+        so_class = {'iblock': BlockStorageObject,
+                    'fileio': FileIOStorageObject}[prefix]
+        return so_class(os.path.basename(path), index=index)
 
     def __repr__(self):
-        return '<BlockStorageObject %s>' % self.name
+        return '<%s %s>' % (type(self).__name__, self.name)
 
 
-class FileIOStorageObject(BlockStorageObject):
-    plugin = 'fileio'
+class BlockStorageObject(StorageObject):
+    prefix = 'iblock'
 
 
-class Target:
+class FileIOStorageObject(StorageObject):
+    prefix = 'fileio'
+
+
+class Target(_Node):
     def __init__(self, fabric, wwn, mode='any'):
-        key = (fabric.name, wwn)
-        if mode == 'lookup':
-            if key not in STATE.targets:
-                raise RTSLibNotInCFSError('No such Target in configfs')
-            self.__dict__ = STATE.targets[key].__dict__
-            return
-        if key in STATE.targets:
-            raise RTSLibError('This Target already exists in configFS')
-        STATE.maybe_fail('target')
+        super().__init__(os.path.join(fabric.path, wwn))
         self.fabric = fabric.name
         self.wwn = wwn
-        self._tpgs = {}
-        STATE.targets[key] = self
+        if mode == 'lookup':
+            if not self.exists:
+                raise RTSLibNotInCFSError('No such Target in configfs')
+            return
+        if self.exists:
+            raise RTSLibError('This Target already exists in configFS')
+        STATE.maybe_fail('target')
+        os.makedirs(fabric.path, exist_ok=True)
+        mkdir(self.path)
 
     @property
     def tpgs(self):
-        return list(self._tpgs.values())
+        return [TPG(self, int(name[len('tpgt_'):]), mode='lookup')
+                for name in _entries(self.path) if name.startswith('tpgt_')]
 
     def delete(self):
         for tpg in self.tpgs:
             tpg.delete()
         STATE.maybe_fail('delete_target')
-        del STATE.targets[(self.fabric, self.wwn)]
+        rmdir(self.path)
 
     def __repr__(self):
         return '<Target %s>' % self.wwn
 
 
-class TPG:
+class TPG(_Node):
     def __init__(self, target, tag, mode='any'):
-        STATE.maybe_fail('tpg')
+        super().__init__(os.path.join(target.path, 'tpgt_%d' % tag))
         self.target = target
         self.tag = tag
-        self.path = '/fake/%s/%s/tpgt_%d' % (target.fabric, target.wwn, tag)
-        self._nexus = STATE.random_wwn()
-        self._luns = {}
-        target._tpgs[tag] = self
+        if self.exists and mode != 'create':
+            return
+        STATE.maybe_fail('tpg')
+        mkdir(self.path)
+        _write(os.path.join(self.path, 'nexus'), STATE.random_wwn())
 
     @property
     def luns(self):
-        return list(self._luns.values())
+        lun_root = os.path.join(self.path, 'lun')
+        return [LUN(self, int(name[len('lun_'):]))
+                for name in _entries(lun_root) if name.startswith('lun_')]
 
     @property
     def nexus(self):
-        return self._nexus
+        return _read(os.path.join(self.path, 'nexus'))
 
     @nexus.setter
     def nexus(self, value):
-        if self._nexus:
+        if self.nexus:
             raise RTSLibError("The TPG's nexus initiator WWN is already set")
         STATE.maybe_fail('nexus')
-        self._nexus = value
+        _write(os.path.join(self.path, 'nexus'), value)
 
     def delete(self):
         for lun in self.luns:
             lun.delete()
-        if self.target.wwn in STATE.held:
-            raise OSError(errno.EBUSY, 'Device or resource busy')
-        del self.target._tpgs[self.tag]
+        rmdir(self.path)
+
+    def __repr__(self):
+        return '<TPG %s/%d>' % (self.target.wwn, self.tag)
 
 
-class LUN:
-    def __init__(self, tpg, lun, storage_object):
-        STATE.maybe_fail('lun')
+class LUN(_Node):
+    def __init__(self, tpg, lun, storage_object=None):
+        super().__init__(os.path.join(tpg.path, 'lun', 'lun_%d' % lun))
         self.tpg = tpg
         self.lun = lun
-        self.path = '%s/lun/lun_%d' % (tpg.path, lun)
-        self._storage_object = storage_object
-        tpg._luns[lun] = self
+        if storage_object is None:
+            return
+        STATE.maybe_fail('lun')
+        mkdir(self.path)
+        os.symlink(storage_object.path,
+                   os.path.join(self.path, '%010x' % lun))
+
+    def _link(self):
+        for name in _entries(self.path):
+            if os.path.islink(os.path.join(self.path, name)):
+                return os.path.join(self.path, name)
+        return None
 
     @property
     def storage_object(self):
-        if self._storage_object is None:
+        link = self._link()
+        if link is None:
             raise RTSLibError('Broken LUN in configFS, no storage object')
-        return self._storage_object
+        return StorageObject.so_from_path(os.readlink(link))
 
     def break_link(self):
         """What a helper killed between LUN mkdir and symlink leaves."""
-        self._storage_object = None
+        os.unlink(self._link())
 
     def delete(self):
         STATE.maybe_fail('delete_lun')
-        del self.tpg._luns[self.lun]
+        link = self._link()
+        if link is not None:
+            os.unlink(link)
+        rmdir(self.path)
 
 
 def fwrite(path, value):
-    for target in STATE.targets.values():
-        for tpg in target.tpgs:
-            if path == tpg.path + '/nexus' and value == 'NULL':
-                if tpg.luns:
-                    raise OSError(errno.EBUSY, 'Device or resource busy')
-                tpg._nexus = ''
-                return
-    raise AssertionError('unexpected fwrite(%r, %r)' % (path, value))
+    if not (path.endswith('/nexus') and value == 'NULL'):
+        raise AssertionError('unexpected fwrite(%r, %r)' % (path, value))
+    if _entries(os.path.join(os.path.dirname(path), 'lun')):
+        raise OSError(errno.EBUSY, 'Device or resource busy')
+    _write(path, '')
 
 
 class utils:
@@ -216,10 +397,10 @@ def snapshot():
     """Everything in the fake configfs, for before/after comparisons."""
     return {
         'storage': sorted((s.plugin, s.name, s.udev_path)
-                          for s in STATE.storage.values()),
+                          for s in _storage_objects()),
         'targets': sorted(
             (t.fabric, t.wwn, tpg.tag, tpg.nexus,
-             tuple(sorted((lun.lun, lun._storage_object and
-                           lun._storage_object.name) for lun in tpg.luns)))
+             tuple(sorted((lun.lun, lun._link() and os.path.basename(
+                 os.readlink(lun._link()))) for lun in tpg.luns)))
             for t in STATE.targets.values() for tpg in t.tpgs),
     }

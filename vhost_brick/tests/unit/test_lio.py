@@ -12,6 +12,7 @@
 
 import contextlib
 import errno
+import logging
 import os
 import stat
 from unittest import mock
@@ -36,13 +37,19 @@ class LioTestCase(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        fake_rtslib.reset()
+        self.root = self.useFixture(fixtures.TempDir()).path
+        fake_rtslib.reset(self.root)
+        for name, path in (('TARGET_ROOT', self.root),
+                           ('CORE', self.root + '/core'),
+                           ('VHOST_FABRIC', self.root + '/vhost')):
+            self.useFixture(fixtures.MonkeyPatch('vhost_brick.lio.' + name,
+                                                 path))
+        self.useFixture(fixtures.MonkeyPatch('os.mkdir', fake_rtslib.mkdir))
+        self.useFixture(fixtures.MonkeyPatch('os.rmdir', fake_rtslib.rmdir))
         self.useFixture(fixtures.MockPatchObject(
             lio, '_rtslib', return_value=fake_rtslib))
         self.prepare = self.useFixture(fixtures.MockPatchObject(
             lio, '_prepare')).mock
-        self.useFixture(fixtures.MockPatch('os.path.isdir',
-                                           return_value=True))
         self.busy = set()
         real_stat, real_open = os.stat, os.open
 
@@ -68,12 +75,10 @@ class LioTestCase(base.TestCase):
         self.claims = []
         self.useFixture(fixtures.MockPatchObject(
             lio.vhostdev, 'claim', side_effect=self.fake_claim))
-        self.useFixture(fixtures.MockPatchObject(
-            lio, '_find_backstore',
-            side_effect=lambda rtslib, name: fake_rtslib.STATE.storage.get(
-                name)))
-        self.useFixture(fixtures.MockPatchObject(
-            lio, '_free_hba_index', return_value=0))
+
+    @property
+    def hba(self):
+        return os.path.join(self.root, 'core', 'iblock_%d' % lio.HBA_INDEX)
 
     @contextlib.contextmanager
     def fake_claim(self, wwn):
@@ -171,6 +176,7 @@ class CreateTestCase(LioTestCase):
                                     DEVICE, wwn=WWN, nexus=NEXUS)
             self.assertIn('%s failed' % step, str(err))
             self.assertEqual(before, fake_rtslib.snapshot(), step)
+            self.assertFalse(os.path.exists(self.hba), step)
 
     def test_os_error_is_translated_and_rolled_back(self):
         fake_rtslib.STATE.fail_on['lun'] = OSError(errno.ENOSPC, 'full')
@@ -188,8 +194,7 @@ class CreateTestCase(LioTestCase):
         self.assertIn('modprobe vhost_scsi', str(err))
 
     def test_orphan_backstore_of_same_wwn_is_replaced(self):
-        fake_rtslib.BlockStorageObject('vhost-brick-5001405000000001',
-                                       dev=OTHER_DEVICE)
+        lio._create_backstore('vhost-brick-5001405000000001', OTHER_DEVICE)
         lio.create(DEVICE, wwn=WWN)
         self.assertEqual(
             [('block', 'vhost-brick-5001405000000001', DEVICE)],
@@ -267,58 +272,233 @@ class DeleteTestCase(LioTestCase):
 
     def test_delete_removes_a_lun_left_without_its_link(self):
         lio.create(DEVICE, wwn=WWN)
-        lun = fake_rtslib.STATE.targets[('vhost', WWN)].tpgs[0].luns[0]
-        lun.break_link()
-        with mock.patch('os.rmdir', side_effect=lambda path: lun.delete()) \
-                as rmdir:
-            self.assertTrue(lio.delete(WWN))
-        rmdir.assert_called_once_with(lun.path)
+        fake_rtslib.STATE.targets[('vhost', WWN)].tpgs[0].luns[0].break_link()
+        self.assertTrue(lio.delete(WWN))
         self.assertEqual({'storage': [], 'targets': []},
                          fake_rtslib.snapshot())
 
     def test_delete_endpoint_without_nexus_needs_no_claim(self):
         target = fake_rtslib.Target(fake_rtslib.FabricModule('vhost'), WWN,
                                     mode='create')
-        fake_rtslib.TPG(target, 1)._nexus = ''
+        tpg = fake_rtslib.TPG(target, 1)
+        fake_rtslib.utils.fwrite(tpg.path + '/nexus', 'NULL')
         self.assertTrue(lio.delete(WWN))
         self.assertEqual([], self.claims)
 
 
 class ReadTestCase(LioTestCase):
+    """show and list read configfs directly, without rtslib."""
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.MockPatchObject(
+            lio, '_rtslib', side_effect=AssertionError('rtslib imported')))
+
+    def vhost_target(self, wwn, *tags):
+        target = fake_rtslib.Target(fake_rtslib.FabricModule('vhost'), wwn,
+                                    mode='create')
+        return [fake_rtslib.TPG(target, tag) for tag in tags]
 
     def test_list_returns_vhost_endpoints_only(self):
-        self.add_foreign_objects()
-        lio.create(DEVICE, wwn=WWN, nexus=NEXUS)
+        with mock.patch.object(lio, '_rtslib', return_value=fake_rtslib):
+            self.add_foreign_objects()
+            lio.create(DEVICE, wwn=WWN, nexus=NEXUS)
         self.assertEqual(
             [(WWN, [(DEVICE, 'vhost-brick-5001405000000001')]),
              ('naa.5001405bbbbbbbbb', [('/dev/sdz', 'disk0')])],
-            sorted((ep['wwn'], [(lun['device_path'], lun['backstore'])
-                                for lun in ep['luns']])
-                   for ep in lio.list_endpoints()))
+            [(ep['wwn'], [(lun['device_path'], lun['backstore'])
+                          for lun in ep['luns']])
+             for ep in lio.list_endpoints()])
+
+    def test_list_gives_every_tpg_sorted_by_wwn_then_tag(self):
+        self.vhost_target('naa.5001405ccccccccc', 3, 1)
+        self.vhost_target('naa.5001405aaaaaaaaa', 2)
+        self.assertEqual(
+            [('naa.5001405aaaaaaaaa', 2), ('naa.5001405ccccccccc', 1),
+             ('naa.5001405ccccccccc', 3)],
+            [(ep['wwn'], ep['tpgt']) for ep in lio.list_endpoints()])
 
     def test_list_without_vhost_fabric_is_empty(self):
-        with mock.patch('os.path.isdir', return_value=False):
+        self.assertEqual([], lio.list_endpoints())
+
+    def test_list_without_lio_is_empty(self):
+        with mock.patch.object(lio, 'VHOST_FABRIC', '/nonexistent/vhost'):
             self.assertEqual([], lio.list_endpoints())
 
-    def test_show(self):
-        created = lio.create(DEVICE, wwn=WWN)
+    def test_target_deleted_while_listing_is_skipped(self):
+        [gone] = self.vhost_target('naa.5001405aaaaaaaaa', 1)
+        [kept] = self.vhost_target('naa.5001405ccccccccc', 1)
+        real_scandir = os.scandir
+
+        def scandir_then_delete(path):
+            if path != lio.VHOST_FABRIC:
+                return real_scandir(path)
+            entries = list(real_scandir(path))
+            gone.target.delete()
+            return iter(entries)
+        with mock.patch('os.scandir', side_effect=scandir_then_delete):
+            self.assertEqual([kept.target.wwn],
+                             [ep['wwn'] for ep in lio.list_endpoints()])
+
+    def test_show_gives_the_lowest_numbered_tpg(self):
+        [tpg3, _tpg1] = self.vhost_target('naa.5001405ccccccccc', 3, 1)
+        fake_rtslib.utils.fwrite(tpg3.path + '/nexus', 'NULL')
+        self.assertEqual(1, lio.show('naa.5001405ccccccccc')['tpgt'])
+
+    def test_show_is_what_create_returned(self):
+        with mock.patch.object(lio, '_rtslib', return_value=fake_rtslib):
+            created = lio.create(DEVICE, wwn=WWN)
         self.assertEqual(created, lio.show(WWN))
 
+    def test_target_without_tpg_shows_as_empty_tpg_1(self):
+        self.vhost_target(WWN)
+        self.assertEqual({'wwn': WWN, 'tpgt': 1, 'nexus': '', 'luns': []},
+                         lio.show(WWN))
+        self.assertEqual([], lio.list_endpoints())
+
+    def test_tpg_without_nexus_has_empty_nexus(self):
+        [tpg] = self.vhost_target(WWN, 1)
+        fake_rtslib.utils.fwrite(tpg.path + '/nexus', 'NULL')
+        self.assertEqual('', lio.show(WWN)['nexus'])
+
+    def test_nexus_unreadable_with_enodev_is_empty(self):
+        # The kernel's answer to reading the nexus of a TPG that has none.
+        self.vhost_target(WWN, 1)
+        real_open = open
+
+        def enodev_for_nexus(path, *args, **kwargs):
+            if path.endswith('/nexus'):
+                raise OSError(errno.ENODEV, 'No such device')
+            return real_open(path, *args, **kwargs)
+        with mock.patch('builtins.open', side_effect=enodev_for_nexus):
+            self.assertEqual('', lio.show(WWN)['nexus'])
+
     def test_lun_without_its_link_is_listed_without_device(self):
-        lio.create(DEVICE, wwn=WWN)
+        with mock.patch.object(lio, '_rtslib', return_value=fake_rtslib):
+            lio.create(DEVICE, wwn=WWN)
         fake_rtslib.STATE.targets[('vhost', WWN)].tpgs[0].luns[0].break_link()
         self.assertEqual([{'lun': 0, 'device_path': '', 'backstore': ''}],
                          lio.show(WWN)['luns'])
 
     def test_show_unknown_raises_not_found(self):
+        self.vhost_target('naa.5001405ccccccccc', 1)
         self.assertRaises(exception.EndpointNotFound, lio.show, WWN)
 
-    def test_reads_change_nothing(self):
+    def test_show_without_vhost_fabric_raises_not_found(self):
+        self.assertRaises(exception.EndpointNotFound, lio.show, WWN)
+
+    def test_reads_change_and_load_nothing(self):
         self.add_foreign_objects()
         before = fake_rtslib.snapshot()
         lio.list_endpoints()
         lio.show('naa.5001405bbbbbbbbb')
         self.assertEqual(before, fake_rtslib.snapshot())
+        self.prepare.assert_not_called()
+
+
+class BackstoreLayoutTestCase(LioTestCase):
+    """Our backstores share one HBA; older ones had an HBA each."""
+
+    def path(self, wwn=WWN):
+        return os.path.join(self.hba, lio.backstore_name(wwn))
+
+    def old_layout_endpoint(self):
+        """An endpoint as versions before HBA_INDEX made it."""
+        storage = fake_rtslib.BlockStorageObject(lio.backstore_name(WWN),
+                                                 dev=DEVICE)
+        target = fake_rtslib.Target(fake_rtslib.FabricModule('vhost'), WWN,
+                                    mode='create')
+        fake_rtslib.LUN(fake_rtslib.TPG(target, 1), 0, storage)
+        return storage
+
+    def test_backstore_is_made_in_the_shared_hba(self):
+        lio.create(DEVICE, wwn=WWN)
+        with open(os.path.join(self.path(), 'udev_path')) as udev_path:
+            self.assertEqual(DEVICE, udev_path.read())
+        with open(os.path.join(self.path(), 'enable')) as enable:
+            self.assertEqual('1', enable.read())
+        with open(os.path.join(self.path(), 'wwn', 'vpd_unit_serial')) as sn:
+            self.assertRegex(sn.read(), r'^[0-9a-f-]{36}$')
+
+    def test_endpoints_share_one_hba(self):
+        lio.create(DEVICE, wwn=WWN)
+        lio.create(OTHER_DEVICE, wwn=NEXUS)
+        self.assertEqual(['iblock_%d' % lio.HBA_INDEX],
+                         os.listdir(os.path.join(self.root, 'core')))
+        self.assertEqual(sorted([lio.backstore_name(WWN),
+                                 lio.backstore_name(NEXUS)]),
+                         sorted(os.listdir(self.hba)))
+
+    def test_backstore_is_found_by_its_path_without_a_scan(self):
+        lio.create(DEVICE, wwn=WWN)
+        with mock.patch('os.listdir', side_effect=AssertionError('scan')), \
+                mock.patch('os.scandir', side_effect=AssertionError('scan')):
+            self.assertEqual(self.path(), lio._find_backstore(
+                lio.backstore_name(WWN)))
+            self.assertIsNone(lio._find_backstore(lio.backstore_name(NEXUS)))
+
+    def test_delete_keeps_the_hba_while_other_backstores_use_it(self):
+        lio.create(DEVICE, wwn=WWN)
+        lio.create(OTHER_DEVICE, wwn=NEXUS)
+        lio.delete(WWN)
+        self.assertEqual([lio.backstore_name(NEXUS)], os.listdir(self.hba))
+
+    def test_deleting_the_last_endpoint_removes_the_hba(self):
+        lio.create(DEVICE, wwn=WWN)
+        lio.delete(WWN)
+        self.assertEqual([], os.listdir(os.path.join(self.root, 'core')))
+
+    def test_backstore_a_foreign_lun_links_survives_delete(self):
+        logger = self.useFixture(fixtures.FakeLogger(level=logging.WARNING))
+        lio.create(DEVICE, wwn=WWN)
+        foreign = fake_rtslib.Target(fake_rtslib.FabricModule('loopback'),
+                                     'naa.5001405aaaaaaaaa', mode='create')
+        fake_rtslib.LUN(fake_rtslib.TPG(foreign, 1), 0,
+                        fake_rtslib.BlockStorageObject(
+                            lio.backstore_name(WWN), index=lio.HBA_INDEX))
+        self.assertTrue(lio.delete(WWN))
+        snapshot = fake_rtslib.snapshot()
+        self.assertEqual([('block', lio.backstore_name(WWN), DEVICE)],
+                         snapshot['storage'])
+        self.assertEqual([('loopback', 'naa.5001405aaaaaaaaa',
+                           ((0, lio.backstore_name(WWN)),))],
+                         [(fabric, wwn, luns) for fabric, wwn, _tag,
+                          _nexus, luns in snapshot['targets']])
+        self.assertIn('Leaving backstore %s' % self.path(), logger.output)
+
+    def test_delete_removes_an_old_layout_backstore_with_its_hba(self):
+        self.old_layout_endpoint()
+        self.assertTrue(lio.delete(WWN))
+        self.assertEqual([], os.listdir(os.path.join(self.root, 'core')))
+
+    def test_orphan_backstores_include_the_old_layout(self):
+        fake_rtslib.BlockStorageObject(lio.backstore_name(WWN), dev=DEVICE)
+        lio._create_backstore(lio.backstore_name(NEXUS), OTHER_DEVICE)
+        self.assertEqual(sorted([lio.backstore_name(WWN),
+                                 lio.backstore_name(NEXUS)]),
+                         lio.orphan_backstores())
+
+    def test_linked_backstores_are_not_orphans(self):
+        self.add_foreign_objects()
+        self.old_layout_endpoint()
+        lio.create(OTHER_DEVICE, wwn=NEXUS)
+        self.assertEqual([], lio.orphan_backstores())
+
+    def test_orphan_backstores_without_lio_is_empty(self):
+        with mock.patch.object(lio, 'CORE', '/nonexistent/core'):
+            self.assertEqual([], lio.orphan_backstores())
+
+    def test_delete_backstore_removes_an_old_layout_one_with_its_hba(self):
+        storage = fake_rtslib.BlockStorageObject(lio.backstore_name(WWN),
+                                                 dev=DEVICE)
+        lio.delete_backstore(storage.name)
+        self.assertEqual([], os.listdir(os.path.join(self.root, 'core')))
+
+    def test_delete_backstore_of_foreign_name_is_refused(self):
+        fake_rtslib.BlockStorageObject('disk0', dev=DEVICE)
+        self.assertRaises(exception.BackendError, lio.delete_backstore,
+                          'disk0')
+        self.assertEqual(['disk0'], list(fake_rtslib.STATE.storage))
 
 
 class KernelSupportTestCase(base.TestCase):
@@ -343,35 +523,6 @@ class KernelSupportTestCase(base.TestCase):
         with mock.patch.object(lio.importlib, 'import_module',
                                side_effect=ImportError('No libudev')):
             self.assertRaises(exception.KernelSupportMissing, lio._rtslib)
-
-
-class ConfigfsScanTestCase(base.TestCase):
-    """The two raw configfs scans, against a directory tree."""
-
-    def setUp(self):
-        super().setUp()
-        self.core = self.useFixture(fixtures.TempDir()).path
-        self.useFixture(fixtures.MonkeyPatch('vhost_brick.lio.CORE',
-                                             self.core))
-
-    def test_free_hba_index_skips_empty_hba_directories(self):
-        for hba in ('iblock_0', 'iblock_1', 'iblock_3', 'fileio_2'):
-            os.mkdir(os.path.join(self.core, hba))
-        self.assertEqual(2, lio._free_hba_index())
-
-    def test_free_hba_index_of_an_empty_core(self):
-        self.assertEqual(0, lio._free_hba_index())
-
-    def test_find_backstore_looks_up_with_its_index(self):
-        os.makedirs(os.path.join(self.core, 'iblock_7', 'vhost-brick-1'))
-        rtslib = mock.Mock()
-        self.assertIs(rtslib.BlockStorageObject.return_value,
-                      lio._find_backstore(rtslib, 'vhost-brick-1'))
-        rtslib.BlockStorageObject.assert_called_once_with('vhost-brick-1',
-                                                          index=7)
-
-    def test_find_backstore_absent(self):
-        self.assertIsNone(lio._find_backstore(mock.Mock(), 'vhost-brick-1'))
 
 
 class PrepareTestCase(base.TestCase):
