@@ -160,11 +160,14 @@ class CrashTestCase(base.FunctionalTestCase):
     # Per test; the two *_then_cleanup_converges tests make 20 together.
     TRIALS = int(os.environ.get('VHOST_BRICK_CRASH_TRIALS', '10'))
 
-    def run_helper_killed(self, argv, wwn, intent, delay):
+    def run_helper_killed(self, argv, wwn, intent, delay, batch=None):
         """Start the helper; SIGKILL it delay s after it records intent."""
         helper = subprocess.Popen(['vhost-brick-helper'] + argv,
+                                  stdin=subprocess.PIPE,
                                   stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
+        helper.stdin.write(json.dumps(batch).encode())
+        helper.stdin.close()
         while helper.poll() is None:
             try:
                 with open(RECORD.path(wwn)) as record:
@@ -231,6 +234,29 @@ class CrashTestCase(base.FunctionalTestCase):
             self.executor.cleanup()
             self.assertConverged(wwn, disk)
             self.executor.delete_endpoint(wwn)
+
+    def test_killed_batch_create_then_cleanup_converges(self):
+        disks = [self.make_disk() for _ in range(4)]
+        rng = random.Random(4)
+
+        def specs(serial):
+            return [{'device_path': disk,
+                     'wwn': 'naa.5001405c0003%02x%02x' % (serial, i)}
+                    for i, disk in enumerate(disks)]
+        start = time.monotonic()
+        self.executor.create_endpoints(specs(0xff))
+        span = time.monotonic() - start
+        self.executor.delete_endpoints([s['wwn'] for s in specs(0xff)])
+        for trial in range(self.TRIALS // 2):
+            batch = specs(trial)
+            status = self.run_helper_killed(
+                ['create-many'], batch[0]['wwn'], 'creating',
+                rng.uniform(0, span / 2), batch)
+            self.assertEqual(-signal.SIGKILL, status, 'finished unkilled')
+            self.executor.cleanup()
+            for spec in batch:
+                self.assertConverged(spec['wwn'], spec['device_path'])
+            self.executor.delete_endpoints([spec['wwn'] for spec in batch])
 
 
 def entry_status(entries, wwn):
