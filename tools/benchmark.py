@@ -13,29 +13,47 @@
 """Control-plane cost of vhost_brick against the tools people use today.
 
 Runs inside the VM (tools/benchmark.sh boots it), as root. With N
-endpoints already present (made with raw configfs writes on null_blk
-devices), it times one endpoint's create, get, delete and the listing,
-for: raw configfs writes from this process (the floor), vhost_brick's
-public API (a root helper process per call), rtslib-fb used naively in
-this process, and a cinder-rtstool style process per operation that
-saves the whole configuration. Absolute times under TCG are not
-meaningful; the ratios to the floor and their growth with N are.
+endpoints already present (made with vhost_brick's batch API on null_blk
+devices), it times one endpoint's create, get and delete and the listing
+for: raw configfs from this process (the floor), vhost_brick's public API
+(a root helper process per call), rtslib-fb used naively in this process,
+a cinder-rtstool style process per operation that saves the whole
+configuration, and targetcli per command. It also times a batch create
+and delete in one helper call and restore() of the N endpoints after a
+simulated reboot, and checks the project's targets. Absolute times under
+TCG are not meaningful; the ratios to the floor and their growth with N
+are.
 """
 
 import argparse
+import glob
 import os
 import statistics
 import subprocess
 import sys
 import time
 
+import rtslib_fb
+
 from vhost_brick import executor as vb_executor
 from vhost_brick import lio
 
 TARGET = lio.TARGET_ROOT
+VHOST = lio.VHOST_FABRIC
+# null_blk has no cap of its own (one minor number per device); 2000
+# devices with shared tags take about 130 MiB of the 1 GiB guest.
+NULL_BLK_MAX = 2000
+FLOOR = 'raw configfs (floor)'
+API = 'vhost_brick API'
+RTSLIB = 'rtslib-fb naive, this process'
+RTSTOOL = 'rtstool-style process + save'
+TARGETCLI = 'targetcli per command + saveconfig'
+SLOW = (RTSTOOL, TARGETCLI)
 RTSTOOL_CREATE = '''
 import sys, rtslib_fb as r
 root = r.RTSRoot()
+if any(so.name == sys.argv[1] for so in root.storage_objects):
+    sys.exit("exists")
 so = r.BlockStorageObject(sys.argv[1], dev=sys.argv[2])
 t = r.Target(r.FabricModule("vhost"), sys.argv[3], mode="create")
 r.LUN(r.TPG(t, 1, mode="create"), 0, so)
@@ -44,8 +62,12 @@ root.save_to_file("/run/bench-saveconfig.json")
 RTSTOOL_DELETE = '''
 import sys, rtslib_fb as r
 root = r.RTSRoot()
-r.Target(r.FabricModule("vhost"), sys.argv[2], mode="lookup").delete()
-r.BlockStorageObject(sys.argv[1]).delete()
+for t in root.targets:
+    if t.wwn == sys.argv[2]:
+        t.delete()
+for so in root.storage_objects:
+    if so.name == sys.argv[1]:
+        so.delete()
 root.save_to_file("/run/bench-saveconfig.json")
 '''
 
@@ -55,8 +77,13 @@ def write(path, value):
         f.write(value)
 
 
+def read(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
 class Raw:
-    """Endpoint create/delete with plain configfs writes: the floor."""
+    """Endpoints with plain configfs calls from this process: the floor."""
 
     def __init__(self):
         self.index = 500000
@@ -68,40 +95,116 @@ class Raw:
         write(backstore + '/control', 'udev_path=' + device)
         write(backstore + '/udev_path', device)
         write(backstore + '/enable', '1')
-        tpg = '%s/vhost/%s/tpgt_1' % (TARGET, wwn)
+        tpg = '%s/%s/tpgt_1' % (VHOST, wwn)
         os.makedirs(tpg)
         write(tpg + '/nexus', 'naa.5001405' + wwn[-9:])
         os.mkdir(tpg + '/lun/lun_0')
         os.symlink(backstore, tpg + '/lun/lun_0/link')
-        return backstore
 
     @staticmethod
-    def delete(backstore, wwn):
-        tpg = '%s/vhost/%s/tpgt_1' % (TARGET, wwn)
-        os.unlink(tpg + '/lun/lun_0/link')
-        os.rmdir(tpg + '/lun/lun_0')
-        os.rmdir(tpg)
-        os.rmdir(os.path.dirname(tpg))
-        os.rmdir(backstore)
-        os.rmdir(os.path.dirname(backstore))
+    def delete(wwn):
+        """Delete the endpoint and its backstores, given only the WWN."""
+        for backstore in Raw.remove_target(wwn):
+            os.rmdir(backstore)
+            os.rmdir(os.path.dirname(backstore))
+
+    @staticmethod
+    def remove_target(wwn):
+        """Remove a target and its LUNs; return the backstores they used."""
+        backstores = []
+        target = os.path.join(VHOST, wwn)
+        for tpg in glob.glob(target + '/tpgt_*'):
+            for lun in glob.glob(tpg + '/lun/lun_*'):
+                for entry in os.scandir(lun):
+                    if entry.is_symlink():
+                        backstores.append(os.path.realpath(entry.path))
+                        os.unlink(entry.path)
+                os.rmdir(lun)
+            os.rmdir(tpg)
+        os.rmdir(target)
+        return backstores
+
+    @staticmethod
+    def get(wwn):
+        """The fields list_endpoints() reports, for each TPG of wwn."""
+        result = []
+        target = os.path.join(VHOST, wwn)
+        for tpg in sorted(os.listdir(target)):
+            if not tpg.startswith('tpgt_'):
+                continue
+            luns = []
+            lun_root = os.path.join(target, tpg, 'lun')
+            for lun in os.listdir(lun_root):
+                for entry in os.scandir(os.path.join(lun_root, lun)):
+                    if entry.is_symlink():
+                        hba, name = os.readlink(entry.path).split('/')[-2:]
+                        device = read(os.path.join(lio.CORE, hba, name,
+                                                   'udev_path'))
+                        luns.append((int(lun[4:]), device, name))
+            result.append((wwn, int(tpg[5:]),
+                           read(os.path.join(target, tpg, 'nexus')),
+                           sorted(luns)))
+        return result
 
     @staticmethod
     def list():
-        result = []
-        vhost = TARGET + '/vhost'
-        for wwn in os.listdir(vhost):
-            tpg = os.path.join(vhost, wwn, 'tpgt_1')
-            if not os.path.isdir(tpg):
-                continue
-            with open(tpg + '/nexus') as f:
-                nexus = f.read().strip()
-            lun = tpg + '/lun/lun_0'
-            for name in os.listdir(lun):
-                if os.path.islink(os.path.join(lun, name)):
-                    backstore = os.path.realpath(os.path.join(lun, name))
-                    with open(backstore + '/udev_path') as f:
-                        result.append((wwn, nexus, backstore, f.read()))
-        return result
+        return [tpg for wwn in os.listdir(VHOST) if wwn.startswith('naa.')
+                for tpg in Raw.get(wwn)]
+
+
+class Rtslib:
+    """rtslib-fb used naively in this long-lived process."""
+
+    @staticmethod
+    def resync():
+        """Re-read rtslib-fb's backstore index cache after others' changes.
+
+        A long-lived process primes the cache once; other processes'
+        backstores would then collide with the indexes it picks.
+        """
+        rtslib_fb.tcm.bs_cache.clear()
+        try:
+            rtslib_fb.BlockStorageObject('bench-prime-cache')
+        except rtslib_fb.RTSLibError:
+            pass
+
+    @staticmethod
+    def create(name, device, wwn):
+        storage = rtslib_fb.BlockStorageObject(name, dev=device)
+        target = rtslib_fb.Target(rtslib_fb.FabricModule('vhost'), wwn,
+                                  mode='create')
+        rtslib_fb.LUN(rtslib_fb.TPG(target, 1, mode='create'), 0, storage)
+
+    @staticmethod
+    def describe(target):
+        return [(target.wwn, tpg.tag, tpg.nexus,
+                 [(lun.lun, lun.storage_object.udev_path,
+                   lun.storage_object.name) for lun in tpg.luns])
+                for tpg in target.tpgs]
+
+    @staticmethod
+    def get(wwn):
+        return Rtslib.describe(rtslib_fb.Target(
+            rtslib_fb.FabricModule('vhost'), wwn, mode='lookup'))
+
+    @staticmethod
+    def delete(name, wwn):
+        rtslib_fb.Target(rtslib_fb.FabricModule('vhost'), wwn,
+                         mode='lookup').delete()
+        rtslib_fb.BlockStorageObject(name).delete()
+
+    @staticmethod
+    def list():
+        return [tpg for target in rtslib_fb.FabricModule('vhost').targets
+                for tpg in Rtslib.describe(target)]
+
+
+def run(*cmd):
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError('%s exited %d: %s' % (' '.join(cmd)[:200],
+                                                 result.returncode,
+                                                 result.stderr[-2000:]))
 
 
 def timed(func, *args):
@@ -110,114 +213,302 @@ def timed(func, *args):
     return time.perf_counter() - start
 
 
-def run(cmd):
-    subprocess.run(cmd, check=True, capture_output=True)
+def targetcli(*commands):
+    """One targetcli process per command line, like a script would."""
+    for command in commands:
+        run('targetcli', *command.split())
+
+
+def expect(condition, what):
+    if not condition:
+        raise RuntimeError('benchmark check failed: ' + what)
 
 
 class Bench:
 
-    def __init__(self, reps):
-        self.reps = reps
+    def __init__(self, args):
+        self.args = args
         self.raw = Raw()
         self.executor = vb_executor.VhostExecutor(root_helper=None)
-        self.devices = iter('/dev/nullb%d' % i for i in range(100000))
+        self.devices = iter('/dev/nullb%d' % i for i in range(NULL_BLK_MAX))
         self.serial = 0
-        self.rows = []
+        self.population = []
+        self.samples = {}
+        self.startup = {}
 
     def wwn(self):
         self.serial += 1
         return 'naa.5001405d%08x' % self.serial
 
+    def fresh(self):
+        """A name, an unused null_blk device and a new WWN."""
+        wwn = self.wwn()
+        return 'bench%d' % self.serial, next(self.devices), wwn
+
+    def add(self, level, op, approach, seconds, floor_op=None):
+        """Record a sample; floor_op is the floor it is compared with."""
+        self.samples.setdefault((level, op, approach, floor_op or op),
+                                []).append(seconds)
+
+    def slow_allowed(self, level):
+        return level <= self.args.slow_max
+
+    def cycle(self, level, approach):
+        """Create, check, (get,) delete and check one endpoint."""
+        name, device, wwn = self.fresh()
+        path = '%s/%s/tpgt_1/lun/lun_0' % (VHOST, wwn)
+        if approach == FLOOR:
+            self.add(level, 'create', approach,
+                     timed(self.raw.create, name, device, wwn))
+            expect(os.path.isdir(path), 'raw create ' + wwn)
+            self.add(level, 'get', approach, timed(self.raw.get, wwn))
+            self.add(level, 'delete', approach, timed(self.raw.delete, wwn))
+        elif approach == API:
+            self.add(level, 'create', approach,
+                     timed(self.executor.create_endpoint, device, wwn))
+            expect(os.path.isdir(path), 'API create ' + wwn)
+            self.add(level, 'get', approach,
+                     timed(self.executor.get_endpoint, wwn))
+            self.add(level, 'delete', approach,
+                     timed(self.executor.delete_endpoint, wwn))
+        elif approach == RTSLIB:
+            self.add(level, 'create', approach,
+                     timed(Rtslib.create, name, device, wwn))
+            expect(os.path.isdir(path), 'rtslib create ' + wwn)
+            self.add(level, 'get', approach, timed(Rtslib.get, wwn))
+            self.add(level, 'delete', approach,
+                     timed(Rtslib.delete, name, wwn))
+        elif approach == RTSTOOL:
+            self.add(level, 'create', approach,
+                     timed(run, sys.executable, '-c', RTSTOOL_CREATE, name,
+                           device, wwn))
+            expect(os.path.isdir(path), 'rtstool create ' + wwn)
+            self.add(level, 'delete', approach,
+                     timed(run, sys.executable, '-c', RTSTOOL_DELETE, name,
+                           wwn))
+        else:
+            self.add(level, 'create', approach, timed(
+                targetcli, '/backstores/block create %s %s' % (name, device),
+                '/vhost create ' + wwn,
+                '/vhost/%s/tpg1/luns create /backstores/block/%s'
+                % (wwn, name), 'saveconfig'))
+            expect(os.path.isdir(path), 'targetcli create ' + wwn)
+            self.add(level, 'delete', approach, timed(
+                targetcli, '/vhost delete ' + wwn,
+                '/backstores/block delete ' + name, 'saveconfig'))
+        expect(not os.path.exists(os.path.join(VHOST, wwn)),
+               '%s delete %s' % (approach, wwn))
+
+    def approaches(self, level):
+        slow = SLOW if self.slow_allowed(level) else ()
+        return (FLOOR, API, RTSLIB) + slow
+
+    def warm_up(self):
+        """One untimed cycle per approach: page cache, pyc, TCG caches."""
+        for approach in self.approaches(0):
+            self.cycle(0, approach)
+        self.samples.clear()
+
     def populate(self, count):
-        for _ in range(count):
-            self.raw.create('pop%d' % self.serial, next(self.devices),
-                            self.wwn())
+        """Bring the population to count endpoints with the batch API."""
+        while len(self.population) < count:
+            specs = [{'device_path': next(self.devices), 'wwn': self.wwn()}
+                     for _ in range(min(self.args.batch,
+                                        count - len(self.population)))]
+            report = self.executor.create_endpoints(specs)
+            expect(not report.failed, 'populate: %s' % (report.failed,))
+            self.population += [spec['wwn'] for spec in specs]
+        Rtslib.resync()
+
+    def check_population(self, what):
+        targets = [wwn for wwn in os.listdir(VHOST) if wwn.startswith('naa.')]
+        backstores = glob.glob(lio.CORE + '/iblock_*/*/udev_path')
+        expect(sorted(targets) == sorted(self.population) and
+               len(backstores) == len(self.population),
+               '%s: %d targets and %d backstores, expected %d'
+               % (what, len(targets), len(backstores), len(self.population)))
+
+    def measure_lists(self, level):
+        self.add(level, 'list', FLOOR, timed(self.raw.list))
+        self.add(level, 'list', API, timed(self.executor.list_endpoints))
+        self.add(level, 'list', RTSLIB, timed(Rtslib.list))
+        if self.slow_allowed(level):
+            self.add(level, 'list', TARGETCLI,
+                     timed(targetcli, 'ls /vhost'))
+
+    def measure_batch(self, level):
+        size = self.args.batch
+        specs = [{'device_path': device, 'wwn': wwn}
+                 for _name, device, wwn in (self.fresh() for _ in range(size))]
+        wwns = [spec['wwn'] for spec in specs]
+        start = time.perf_counter()
+        report = self.executor.create_endpoints(specs)
+        seconds = time.perf_counter() - start
+        expect(not report.failed and len(report.created) == size,
+               'batch create: %d created, failed %s'
+               % (len(report.created), report.failed))
+        expect(all(os.path.isdir(os.path.join(VHOST, wwn)) for wwn in wwns),
+               'batch create: endpoints missing in configfs')
+        approach = 'vhost_brick batch of %d, per endpoint' % size
+        self.add(level, 'create', approach, seconds / size)
+        start = time.perf_counter()
+        report = self.executor.delete_endpoints(wwns)
+        seconds = time.perf_counter() - start
+        expect(not report.failed and len(report.deleted) == size,
+               'batch delete: %d deleted, failed %s'
+               % (len(report.deleted), report.failed))
+        self.add(level, 'delete', approach, seconds / size)
+        self.check_population('after the batch')
+
+    def measure_restore(self, level):
+        """Drop the population from configfs as a reboot would; restore."""
+        for wwn in self.population:
+            Raw.remove_target(wwn)
+        hbas = set()
+        for backstore in glob.glob('%s/iblock_*/%s*' % (
+                lio.CORE, lio.BACKSTORE_PREFIX)):
+            os.rmdir(backstore)
+            hbas.add(os.path.dirname(backstore))
+        for hba in hbas:
+            os.rmdir(hba)
+        expect(not glob.glob(VHOST + '/naa.*'), 'reboot left targets')
+        start = time.perf_counter()
+        report = self.executor.restore()
+        seconds = time.perf_counter() - start
+        expect(len(report.restored) == level and not report.failed,
+               'restore: %d restored, failed %s'
+               % (len(report.restored), report.failed))
+        self.check_population('after restore')
+        self.add(level, 'restore', 'vhost_brick restore() of %d, per '
+                 'endpoint' % level, seconds / level, floor_op='create')
 
     def measure(self, level):
-        samples = {}
+        for _ in range(self.args.reps):
+            for approach in self.approaches(level):
+                self.cycle(level, approach)
+        self.check_population('after the cycles')
+        for _ in range(self.args.reps):
+            self.measure_lists(level)
+        self.measure_batch(level)
+        self.measure_restore(level)
 
-        def add(key, seconds):
-            samples.setdefault(key, []).append(seconds)
+    def medians(self):
+        return {key: statistics.median(values)
+                for key, values in self.samples.items()}
 
-        for _ in range(self.reps):
-            device, wwn = next(self.devices), self.wwn()
-            start = time.perf_counter()
-            backstore = self.raw.create('bench%d' % self.serial, device, wwn)
-            add(('create', 'raw configfs (floor)'),
-                time.perf_counter() - start)
-            add(('delete', 'raw configfs (floor)'),
-                timed(self.raw.delete, backstore, wwn))
-
-            device, wwn = next(self.devices), self.wwn()
-            add(('create', 'vhost_brick API'),
-                timed(self.executor.create_endpoint, device, wwn))
-            add(('get', 'vhost_brick API'),
-                timed(self.executor.get_endpoint, wwn))
-            add(('delete', 'vhost_brick API'),
-                timed(self.executor.delete_endpoint, wwn))
-
-            device, wwn = next(self.devices), self.wwn()
-            name = 'rts%d' % self.serial
-            add(('create', 'rtstool-style process + save'),
-                timed(run, [sys.executable, '-c', RTSTOOL_CREATE, name,
-                            device, wwn]))
-            add(('delete', 'rtstool-style process + save'),
-                timed(run, [sys.executable, '-c', RTSTOOL_DELETE, name,
-                            wwn]))
-            add(('list', 'raw configfs (floor)'), timed(self.raw.list))
-            add(('list', 'vhost_brick API'),
-                timed(self.executor.list_endpoints))
-        for (operation, approach), values in samples.items():
-            self.rows.append((level, operation, approach,
-                              statistics.median(values)))
-
-    def report(self):
-        floor = {(level, op): seconds for level, op, approach, seconds
-                 in self.rows if approach.startswith('raw')}
-        print('\n%6s  %-7s %-32s %10s %9s' % ('N', 'op', 'approach',
-                                              'median', 'x floor'))
-        for level, op, approach, seconds in sorted(self.rows):
-            ratio = ('%8.1fx' % (seconds / floor[level, op])
-                     if (level, op) in floor else '%9s' % '-')
-            print('%6d  %-7s %-32s %9.3fs %s' % (level, op, approach,
-                                                 seconds, ratio))
+    def report(self, levels):
+        medians = self.medians()
+        floor = {(level, op): seconds for (level, op, approach, _floor_op),
+                 seconds in medians.items() if approach == FLOOR}
+        rows = [key + (seconds,) for key, seconds in medians.items()]
+        skipped = [level for level in levels if not self.slow_allowed(level)]
+        rows += [(level, op, approach, op, None) for level in skipped
+                 for approach in SLOW for op in ('create', 'delete', 'list')
+                 if (op, approach) != ('list', RTSTOOL)]
+        print('\n%6s  %-8s %-40s %10s %9s'
+              % ('N', 'op', 'approach', 'median', 'x floor'))
+        for level, op, approach, floor_op, seconds in sorted(
+                rows, key=lambda row: (row[0], row[1], row[2] != FLOOR,
+                                       row[4] is None, row[4] or 0)):
+            if seconds is None:
+                print('%6d  %-8s %-40s %s' % (level, op, approach,
+                                              'not measured (--slow-max)'))
+                continue
+            print('%6d  %-8s %-40s %9.3fs %8.1fx'
+                  % (level, op, approach, seconds,
+                     seconds / floor[level, floor_op]))
+        print('\nx floor: over raw configfs of the same op and N. Batch '
+              'and restore rows: one call per N, cost per endpoint; '
+              'restore is compared with raw create.')
+        if skipped:
+            high = max(skipped)
+            print('Not measured above --slow-max %d: their cost grows with '
+                  'every endpoint present (perf-anchors fits: a whole-config '
+                  'save ~0.2 s and a targetcli create ~0.4 s per endpoint), '
+                  'so at N=%d one rtstool-style operation would take ~%d s '
+                  'and one targetcli create ~%d s, each repeated --reps '
+                  'times.' % (self.args.slow_max, high, 4 + 0.2 * high,
+                              24 + 0.4 * high))
+        print('\nprocess start-up (median of %d):' % self.args.reps)
+        for label, seconds in self.startup.items():
+            print('  %-32s %8.3fs' % (label, seconds))
+        self.targets(medians, levels[0], levels[-1])
         sys.stdout.flush()
 
+    def targets(self, medians, low, high):
+        """Print each of the project's targets, met or not, for this run."""
+        batch = 'vhost_brick batch of %d, per endpoint' % self.args.batch
+        checks = [
+            ('API create, N=%d vs N=%d' % (high, low), 1.3,
+             (high, 'create', API, 'create'), (low, 'create', API, 'create')),
+            ('API delete, N=%d vs N=%d' % (high, low), 1.3,
+             (high, 'delete', API, 'delete'), (low, 'delete', API, 'delete')),
+            ('list_endpoints() vs raw walk, N=%d' % high, 2.0,
+             (high, 'list', API, 'list'), (high, 'list', FLOOR, 'list')),
+            ('helper verify vs import rtslib_fb', 1.5,
+             'vhost-brick-helper verify', "python -c 'import rtslib_fb'"),
+            ('batch create per ep vs raw, N=%d' % high, 2.0,
+             (high, 'create', batch, 'create'),
+             (high, 'create', FLOOR, 'create')),
+            ('batch delete per ep vs raw, N=%d' % high, 2.0,
+             (high, 'delete', batch, 'delete'),
+             (high, 'delete', FLOOR, 'delete')),
+        ]
+        values = {**medians, **self.startup}
+        print('\ntargets (ratios from this run):')
+        for label, limit, measured, reference in checks:
+            ratio = values[measured] / values[reference]
+            print('  %-40s %7.2fx  (<= %.1fx)  %s'
+                  % (label, ratio, limit,
+                     'met' if ratio <= limit else 'NOT met'))
 
-def startup(reps):
+
+def measure_startup(reps):
     """Helper process start-up against a bare rtslib-fb import."""
-    print('\nprocess start-up (median of %d):' % reps)
+    result = {}
     for label, cmd in (
-            ('python -c pass', [sys.executable, '-c', 'pass']),
+            ('python -c pass', (sys.executable, '-c', 'pass')),
             ("python -c 'import rtslib_fb'",
-             [sys.executable, '-c', 'import rtslib_fb']),
-            ('vhost-brick-helper verify', ['vhost-brick-helper', 'verify'])):
-        values = [timed(run, cmd) for _ in range(reps)]
-        print('  %-32s %8.3fs' % (label, statistics.median(values)))
+             (sys.executable, '-c', 'import rtslib_fb')),
+            ('vhost-brick-helper verify', ('vhost-brick-helper', 'verify'))):
+        run(*cmd)
+        result[label] = statistics.median(timed(run, *cmd)
+                                          for _ in range(reps))
+    return result
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--levels', default='10,100')
+    parser.add_argument('--levels', default='10,100,1000')
     parser.add_argument('--reps', type=int, default=3)
+    parser.add_argument('--batch', type=int, default=200,
+                        help='endpoints per batch call')
+    parser.add_argument('--slow-max', type=int, default=100,
+                        help='largest N at which rtstool-style and '
+                             'targetcli are measured')
     args = parser.parse_args()
-    levels = [int(level) for level in args.levels.split(',')]
-    count = max(levels) + 4 * args.reps * len(levels) + 10
-    run(['modprobe', '-a', 'configfs', 'target_core_iblock', 'vhost_scsi'])
-    run(['modprobe', 'null_blk', 'nr_devices=%d' % count])
+    levels = sorted(int(level) for level in args.levels.split(','))
+    count = max(levels) + len(levels) * (args.batch + 5 * args.reps) + 5
+    if count > NULL_BLK_MAX:
+        parser.error('the run needs %d null_blk devices, more than %d'
+                     % (count, NULL_BLK_MAX))
+    run('modprobe', '-a', 'configfs', 'target_core_iblock', 'vhost_scsi')
+    run('modprobe', 'null_blk', 'nr_devices=%d' % count, 'shared_tags=1')
     os.makedirs(lio.DBROOT, exist_ok=True)
-    os.makedirs(TARGET + '/vhost', exist_ok=True)
-    print('kernel %s, levels %s, %d reps' % (os.uname().release, levels,
-                                             args.reps), flush=True)
-    startup(args.reps)
-    bench = Bench(args.reps)
-    present = 0
+    os.makedirs(VHOST, exist_ok=True)
+    os.makedirs('/run/dbus', exist_ok=True)
+    run('dbus-daemon', '--system', '--fork')  # targetcli needs it
+    print('kernel %s, levels %s, %d reps, batch %d, slow-max %d'
+          % (os.uname().release, levels, args.reps, args.batch,
+             args.slow_max), flush=True)
+    bench = Bench(args)
+    bench.startup = measure_startup(args.reps)
+    bench.warm_up()
     for level in levels:
-        bench.populate(level - present)
-        present = level
+        bench.populate(level)
         print('measuring at N=%d ...' % level, flush=True)
         bench.measure(level)
-    bench.report()
+    bench.report(levels)
 
 
 if __name__ == '__main__':

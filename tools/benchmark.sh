@@ -1,14 +1,23 @@
 #!/bin/bash
 # Run tools/benchmark.py in the throw-away VM, as root: one command.
 # Arguments go to benchmark.py (e.g. --levels 10,100,1000 --reps 5).
+# Installs Debian's targetcli-fb (a baseline; the guest sees host packages).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 DIR=${VHOST_BRICK_VM_DIR:-/var/cache/vhost-brick-vm}
 VENV=$DIR/bench-venv
+export DEBIAN_FRONTEND=noninteractive
 "$REPO/tools/vm-setup.sh" >/dev/null
+if ! dpkg-query -W -f='${Status}' targetcli-fb 2>/dev/null |
+        grep -q 'ok installed'; then
+    apt-get install -y -q --no-install-recommends targetcli-fb >/dev/null ||
+        { apt-get update -q >/dev/null &&
+          apt-get install -y -q --no-install-recommends targetcli-fb \
+              >/dev/null; }
+fi
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install --disable-pip-version-check "$REPO" \
     >"$DIR/bench-pip.log" 2>&1 || { cat "$DIR/bench-pip.log"; exit 1; }
 cd "$REPO"
-exec python3 tools/vmrun.py --timeout 3000 \
+exec python3 tools/vmrun.py --timeout 5400 \
     "PATH=$VENV/bin:\$PATH $VENV/bin/python tools/benchmark.py $*"
