@@ -77,6 +77,25 @@ class HostileApiTestCase(base.TestCase):
             self.assertIsInstance(err, error, description)
         self.assertEqual([], self.calls)
 
+    def test_every_bad_spec_refuses_the_whole_batch(self):
+        for description, kwargs, error in hostile.BAD_CREATE_INPUTS:
+            spec = {name: fill(value, self.tmp, DISK)
+                    for name, value in kwargs.items()}
+            spec.setdefault('device_path', DISK)
+            err = self.assertRaises(exception.VhostBrickException,
+                                    self.executor.create_endpoints,
+                                    [{'device_path': DISK}, spec])
+            self.assertIsInstance(err, error, description)
+        self.assertEqual([], self.calls)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda children: st.lists(children, max_size=3) |
+    st.dictionaries(st.sampled_from(['device_path', 'wwn', 'nexus', 'x']),
+                    children, max_size=3),
+    max_leaves=8)
+
 
 class HostileHelperTestCase(base.TestCase):
 
@@ -137,6 +156,23 @@ class HostileHelperTestCase(base.TestCase):
             return  # a real block device of this host: a valid request
         self.assertEqual(exception.InvalidDevice.helper_exit_code, code)
         create.mock.assert_not_called()
+
+    @settings(max_examples=300, deadline=None)
+    @given(JSON_VALUES)
+    def test_arbitrary_batch_json_is_refused_unless_valid(self, batch):
+        self.useFixture(fixtures.MonkeyPatch(
+            'sys.stdin', io.StringIO(json.dumps(batch))))
+        with fixtures.MockPatchObject(helper.host, 'create') as create:
+            create.mock.return_value = {}
+            code = helper.main(['create-many'])
+        try:
+            specs = validation.validate_endpoint_specs(batch)
+        except exception.Invalid as err:
+            self.assertEqual(err.helper_exit_code, code)
+            create.mock.assert_not_called()
+        else:
+            self.assertEqual(0, code)
+            self.assertEqual(len(specs), create.mock.call_count)
 
     def test_option_value_cannot_be_mistaken_for_an_option(self):
         with fixtures.MockPatchObject(helper.host, 'create') as create:
