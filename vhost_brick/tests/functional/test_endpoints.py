@@ -51,8 +51,9 @@ class CreateTestCase(base.FunctionalTestCase):
         [link] = [os.path.join(lun, name) for name in os.listdir(lun)
                   if os.path.islink(os.path.join(lun, name))]
         backstore = os.path.realpath(link)
-        self.assertEqual(lio.backstore_name(ep.wwn),
-                         os.path.basename(backstore))
+        self.assertEqual(os.path.join(base.CORE, 'iblock_%d' % lio.HBA_INDEX,
+                                      lio.backstore_name(ep.wwn)),
+                         backstore)
         self.assertEqual(disk, read_attr(backstore, 'udev_path'))
         self.assertEqual('1', read_attr(backstore, 'enable'))
 
@@ -117,6 +118,42 @@ class DeleteTestCase(base.FunctionalTestCase):
         self.assertNotIn(lio.backstore_name(ep.wwn), base.own_backstores())
         self.assertRaises(exception.EndpointNotFound,
                           self.executor.get_endpoint, ep.wwn)
+
+    def test_hba_goes_with_the_last_backstore_in_it(self):
+        hba = os.path.join(base.CORE, 'iblock_%d' % lio.HBA_INDEX)
+        first = self.executor.create_endpoint(self.make_disk())
+        second = self.executor.create_endpoint(self.make_disk())
+        self.executor.delete_endpoint(first.wwn)
+        self.assertEqual([lio.backstore_name(second.wwn)],
+                         [name for name in os.listdir(hba)
+                          if os.path.isdir(os.path.join(hba, name))])
+        self.executor.delete_endpoint(second.wwn)
+        self.assertFalse(os.path.exists(hba))
+
+    def test_backstore_a_foreign_lun_links_survives_delete(self):
+        ep = self.executor.create_endpoint(self.make_disk())
+        rtslib = lio._rtslib()
+        foreign = rtslib.Target(rtslib.FabricModule('loopback'),
+                                'naa.5001405f0000f0aa', mode='create')
+        self.addCleanup(lambda: foreign.exists and foreign.delete())
+        rtslib.LUN(rtslib.TPG(foreign, 1, mode='create'), 0,
+                   rtslib.BlockStorageObject(lio.backstore_name(ep.wwn),
+                                             index=lio.HBA_INDEX))
+        self.executor.delete_endpoint(ep.wwn)
+        self.assertNotIn(ep.wwn, base.vhost_targets())
+        self.assertIn(lio.backstore_name(ep.wwn), base.own_backstores())
+        foreign.delete()
+        self.assertEqual({'endpoints': [],
+                          'backstores': [lio.backstore_name(ep.wwn)]},
+                         self.executor.cleanup())
+
+    def test_cleanup_removes_a_backstore_in_an_hba_of_its_own(self):
+        # Where versions before HBA_INDEX put each backstore.
+        name = lio.backstore_name('naa.5001405abc0000aa')
+        lio._rtslib().BlockStorageObject(name, dev=self.make_disk())
+        self.assertEqual({'endpoints': [], 'backstores': [name]},
+                         self.executor.cleanup())
+        self.assertNotIn(name, base.own_backstores())
 
     def test_device_is_free_again_after_delete(self):
         disk = self.make_disk()
