@@ -94,6 +94,10 @@ def validate_device_path(device_path):
         raise invalid('must be an absolute path')
     if any(ord(char) < 32 or ord(char) == 127 for char in device_path):
         raise invalid('must not contain control characters')
+    if ',' in device_path:
+        # The kernel splits a backstore's control string at commas, so
+        # the rest of the path would be read as further options.
+        raise invalid('must not contain a comma')
     if len(os.fsencode(device_path)) > MAX_DEVICE_PATH:
         raise invalid('longer than %d bytes' % MAX_DEVICE_PATH)
     try:

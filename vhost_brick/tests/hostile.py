@@ -51,6 +51,8 @@ BAD_CREATE_INPUTS = [
      exception.InvalidDevice),
     ('path with tab', {'device_path': '/dev/\tsda'},
      exception.InvalidDevice),
+    ('path with comma (LIO control option injection)',
+     {'device_path': '{disk},readonly=1'}, exception.InvalidDevice),
     ('leading dash', {'device_path': '-rf'}, exception.InvalidDevice),
     ('option-like path', {'device_path': '--wwn=' + GOOD_WWN},
      exception.InvalidDevice),
