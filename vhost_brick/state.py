@@ -29,7 +29,6 @@ fsync of the directory), so each always parses.
 
 import json
 import os
-import tempfile
 
 from vhost_brick import exception
 
@@ -122,8 +121,11 @@ class EndpointRecord:
 
     def _replace(self, wwn, entry):
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=self.directory,
-                                    prefix=TEMP_PREFIX + wwn)
+        # One writer at a time (the host lock), so a fixed name will do;
+        # O_TRUNC reuses one a killed helper left.
+        temp = os.path.join(self.directory, TEMP_PREFIX + wwn)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
+                     os.O_NOFOLLOW, 0o600)
         try:
             with os.fdopen(fd, 'w') as entry_file:
                 json.dump(entry, entry_file, sort_keys=True)

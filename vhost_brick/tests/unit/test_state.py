@@ -56,11 +56,14 @@ class EndpointRecordTestCase(base.TestCase):
 
     def test_set_writes_only_that_endpoints_file(self):
         self.record.set(OTHER_WWN, state.PRESENT)
-        with mock.patch('tempfile.mkstemp',
-                        wraps=state.tempfile.mkstemp) as mkstemp:
+        other = os.stat(self.record.path(OTHER_WWN))
+        with mock.patch('os.open', wraps=os.open) as opened:
             self.record.set(WWN, state.PRESENT)
-        mkstemp.assert_called_once_with(dir=self.dir,
-                                        prefix=state.TEMP_PREFIX + WWN)
+        self.assertEqual(os.path.join(self.dir, state.TEMP_PREFIX + WWN),
+                         opened.call_args_list[0].args[0])
+        after = os.stat(self.record.path(OTHER_WWN))
+        self.assertEqual((other.st_ino, other.st_mtime_ns),
+                         (after.st_ino, after.st_mtime_ns))
 
     def test_discard(self):
         self.record.set(WWN, state.PRESENT)
@@ -109,7 +112,7 @@ class EndpointRecordTestCase(base.TestCase):
     def test_load_ignores_temporaries_and_remove_temporaries_deletes_them(
             self):
         self.record.set(WWN, state.PRESENT)
-        temp = os.path.join(self.dir, state.TEMP_PREFIX + WWN + 'x1y2')
+        temp = os.path.join(self.dir, state.TEMP_PREFIX + WWN)
         with open(temp, 'w') as f:
             f.write('{"trunc')
         self.assertEqual([WWN], list(self.record.load()))
