@@ -132,6 +132,8 @@ def mkdir(path, mode=0o777, **kwargs):
     rel = None if kwargs else STATE.relative(path)
     if rel is not None and _STORAGE_DIR.match(rel):
         STATE.maybe_fail('storage')
+    if rel is not None and _TPG_DIR.match(rel):
+        STATE.maybe_fail('tpg')
     _real_mkdir(path, mode, **kwargs)
     if rel is None:
         return

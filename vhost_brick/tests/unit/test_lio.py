@@ -60,6 +60,8 @@ class LioTestCase(base.TestCase):
             return real_stat(path, *args, **kwargs)
 
         def fake_open(path, flags, *args, **kwargs):
+            if path.endswith('/nexus') and flags & os.O_WRONLY:
+                fake_rtslib.STATE.maybe_fail('nexus')
             if path in RDEV:
                 if flags & os.O_EXCL and path in self.busy:
                     raise OSError(errno.EBUSY, 'Device or resource busy')
@@ -128,8 +130,11 @@ class CreateTestCase(LioTestCase):
                                side_effect=[taken, WWN, NEXUS]):
             self.assertEqual(WWN, lio.create(DEVICE)['wwn'])
 
-    def test_create_replaces_rtslib_random_nexus(self):
-        result = lio.create(DEVICE, wwn=WWN, nexus=NEXUS)
+    def test_create_gives_the_tpg_its_nexus_without_a_random_one(self):
+        # rtslib-fb would first write a random nexus, to be dropped again.
+        with mock.patch.object(fake_rtslib.STATE, 'random_wwn') as random:
+            result = lio.create(DEVICE, wwn=WWN, nexus=NEXUS)
+        random.assert_not_called()
         self.assertEqual(NEXUS, result['nexus'])
 
     def test_retry_with_same_wwn_and_device_returns_existing(self):
