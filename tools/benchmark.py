@@ -405,16 +405,16 @@ class Bench:
         rows += [(level, op, approach, op, None) for level in skipped
                  for approach in SLOW for op in ('create', 'delete', 'list')
                  if (op, approach) != ('list', RTSTOOL)]
-        print('\n%6s  %-8s %-40s %10s %9s'
+        print('\n%6s  %-8s %-44s %10s %9s'
               % ('N', 'op', 'approach', 'median', 'x floor'))
         for level, op, approach, floor_op, seconds in sorted(
                 rows, key=lambda row: (row[0], row[1], row[2] != FLOOR,
                                        row[4] is None, row[4] or 0)):
             if seconds is None:
-                print('%6d  %-8s %-40s %s' % (level, op, approach,
+                print('%6d  %-8s %-44s %s' % (level, op, approach,
                                               'not measured (--slow-max)'))
                 continue
-            print('%6d  %-8s %-40s %9.3fs %8.1fx'
+            print('%6d  %-8s %-44s %9.3fs %8.1fx'
                   % (level, op, approach, seconds,
                      seconds / floor[level, floor_op]))
         print('\nx floor: over raw configfs of the same op and N. Batch '
@@ -458,7 +458,7 @@ class Bench:
         print('\ntargets (ratios from this run):')
         for label, limit, measured, reference in checks:
             ratio = values[measured] / values[reference]
-            print('  %-40s %7.2fx  (<= %.1fx)  %s'
+            print('  %-44s %7.2fx  (<= %.1fx)  %s'
                   % (label, ratio, limit,
                      'met' if ratio <= limit else 'NOT met'))
 

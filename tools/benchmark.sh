@@ -19,5 +19,6 @@ python3 -m venv "$VENV"
 "$VENV/bin/pip" install --disable-pip-version-check "$REPO" \
     >"$DIR/bench-pip.log" 2>&1 || { cat "$DIR/bench-pip.log"; exit 1; }
 cd "$REPO"
-exec python3 tools/vmrun.py --timeout 5400 \
+# 2G: with 1G the guest SIGKILLed the run at N=1000 (memory); 2G completes.
+exec python3 tools/vmrun.py --timeout 5400 --mem 2G \
     "PATH=$VENV/bin:\$PATH $VENV/bin/python tools/benchmark.py $*"
