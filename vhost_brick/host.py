@@ -203,7 +203,6 @@ def cleanup(record):
         if live is not None and not live['luns'] and wwn not in recorded:
             lio.delete(wwn)
             removed['endpoints'].append(wwn)
-        else:
-            lio.delete_backstore(name)
+        lio.delete_backstore(name)
         removed['backstores'].append(name)
     return removed

@@ -393,12 +393,15 @@ def _remove_backstore(path):
             raise
 
 
-def _delete_leftover_backstore(wwn, find=_find_backstore):
+def _delete_leftover_backstore(wwn):
     """Delete a backstore of ours for wwn that no LUN of ours uses.
+
+    Only the shared HBA is looked at, so that the delete path never scans
+    core/; a leftover in an HBA of its own is cleanup's to find.
 
     :returns: False if there was none
     """
-    path = find(backstore_name(wwn))
+    path = _find_backstore(backstore_name(wwn))
     if path is None:
         return False
     LOG.warning('Removing backstore %s left behind by an interrupted '
@@ -551,7 +554,7 @@ def delete(wwn):
         _prepare(rtslib)
         target = _lookup_target(rtslib, wwn)
         if target is None:
-            _delete_leftover_backstore(wwn, find=_locate_backstore)
+            _delete_leftover_backstore(wwn)
             return False
         tpgs = list(target.tpgs)
         # Hold the endpoint while its LUNs go, so no hypervisor can
@@ -573,7 +576,7 @@ def delete(wwn):
         for path in own:
             _remove_backstore(path)
         if not own:
-            _delete_leftover_backstore(wwn, find=_locate_backstore)
+            _delete_leftover_backstore(wwn)
         return True
 
 

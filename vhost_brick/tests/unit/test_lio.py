@@ -235,8 +235,7 @@ class DeleteTestCase(LioTestCase):
         self.assertEqual(before, fake_rtslib.snapshot())
 
     def test_delete_unknown_wwn_removes_our_orphan_backstore(self):
-        fake_rtslib.BlockStorageObject('vhost-brick-5001405000000001',
-                                       dev=DEVICE)
+        lio._create_backstore('vhost-brick-5001405000000001', DEVICE)
         self.assertFalse(lio.delete(WWN))
         self.assertEqual([], fake_rtslib.snapshot()['storage'])
 
@@ -475,6 +474,11 @@ class BackstoreLayoutTestCase(LioTestCase):
         self.old_layout_endpoint()
         self.assertTrue(lio.delete(WWN))
         self.assertEqual([], os.listdir(os.path.join(self.root, 'core')))
+
+    def test_delete_of_an_unknown_wwn_scans_nothing(self):
+        with mock.patch('glob.glob', side_effect=AssertionError('scan')), \
+                mock.patch('os.listdir', side_effect=AssertionError('scan')):
+            self.assertFalse(lio.delete(WWN))
 
     def test_orphan_backstores_include_the_old_layout(self):
         fake_rtslib.BlockStorageObject(lio.backstore_name(WWN), dev=DEVICE)
