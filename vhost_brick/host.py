@@ -27,6 +27,7 @@ from vhost_brick import exception
 from vhost_brick import lio
 from vhost_brick import state
 from vhost_brick import validation
+from vhost_brick import vhostdev
 
 
 LOG = logging.getLogger(__name__)
@@ -71,14 +72,17 @@ def create(record, device_path, wwn=None, nexus=None):
     return endpoint
 
 
-def delete(record, wwn):
-    """Delete an endpoint and forget it; False if there was none."""
+def delete(record, wwn, claimer=None):
+    """Delete an endpoint and forget it; False if there was none.
+
+    :param claimer: see :func:`vhost_brick.lio.delete`
+    """
     wwn = validation.validate_wwn(wwn)
     previous = record.get(wwn)
     if previous is not None:
         record.set(wwn, state.DELETING, **_fields(previous))
     try:
-        deleted = lio.delete(wwn)
+        deleted = lio.delete(wwn, claimer=claimer)
     except BaseException:
         if previous is not None and previous['status'] == state.PRESENT:
             record.set(wwn, state.PRESENT, **_fields(previous))
@@ -124,10 +128,11 @@ def delete_many(record, wwns):
     """
     wwns = validation.validate_wwns(wwns)
     report = {'deleted': [], 'absent': [], 'failed': []}
-    for wwn in wwns:
-        with _reported(report['failed'], wwn):
-            report['deleted' if delete(record, wwn) else 'absent'].append(
-                wwn)
+    with vhostdev.Claimer() as claimer:
+        for wwn in wwns:
+            with _reported(report['failed'], wwn):
+                deleted = delete(record, wwn, claimer=claimer)
+                report['deleted' if deleted else 'absent'].append(wwn)
     return report
 
 

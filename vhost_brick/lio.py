@@ -544,9 +544,12 @@ def list_endpoints():
         return endpoints
 
 
-def delete(wwn):
+def delete(wwn, claimer=None):
     """Delete endpoint wwn unless a hypervisor holds it.
 
+    :param claimer: a :class:`vhostdev.Claimer` to hold the endpoint with,
+                    so that a batch shares one vhost device; None uses one
+                    of its own
     :returns: False when there was no such endpoint
     """
     wwn = validation.validate_wwn(wwn)
@@ -559,7 +562,8 @@ def delete(wwn):
         tpgs = list(target.tpgs)
         # Hold the endpoint while its LUNs go, so no hypervisor can
         # attach it half-deleted (one without a nexus cannot be held).
-        with (vhostdev.claim(wwn) if any(tpg.nexus for tpg in tpgs)
+        claim = vhostdev.claim if claimer is None else claimer.claim
+        with (claim(wwn) if any(tpg.nexus for tpg in tpgs)
               else contextlib.nullcontext()):
             removed = _remove_luns(rtslib, tpgs)
         try:

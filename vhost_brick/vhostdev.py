@@ -55,32 +55,77 @@ VHOST_SCSI_CLEAR_ENDPOINT = _iow(0x41, _TARGET.size)
 _HELD_ERRNOS = (errno.ENODEV, errno.EEXIST)
 
 
-@contextlib.contextmanager
-def claim(wwn):
-    """Hold endpoint ``wwn`` like a hypervisor would, inside the block.
+class Claimer:
+    """A /dev/vhost-scsi device that claims endpoints one after another.
 
-    While held, no hypervisor can attach the endpoint. Only call this for
-    a WWN whose TPGs exist and have a nexus: the kernel reports a missing
-    target with the same errno as a held one.
-
-    :raises: :class:`~vhost_brick.exception.EndpointInUse` when another
-             vhost device already holds it
+    Opening the device and becoming its owner (the kernel starts a worker
+    thread) is most of a claim's cost, about 23 ms of 24 under TCG, so a
+    batch of deletes shares one device. Use as a context manager.
     """
-    target = _TARGET.pack(0, wwn.encode('ascii'), 0, 0)
-    fd = os.open(VHOST_SCSI_DEVICE, os.O_RDWR | os.O_CLOEXEC)
-    try:
-        fcntl.ioctl(fd, VHOST_SET_OWNER)
-        # Without a memory table the kernel fails the claim with EFAULT.
-        fcntl.ioctl(fd, VHOST_SET_MEM_TABLE, _EMPTY_MEMORY_TABLE)
+
+    def __init__(self):
+        self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _owned_device(self):
+        if self._fd is None:
+            fd = os.open(VHOST_SCSI_DEVICE, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                fcntl.ioctl(fd, VHOST_SET_OWNER)
+                # Without a memory table the kernel fails the claim with
+                # EFAULT.
+                fcntl.ioctl(fd, VHOST_SET_MEM_TABLE, _EMPTY_MEMORY_TABLE)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
+        return self._fd
+
+    @contextlib.contextmanager
+    def claim(self, wwn):
+        """Hold endpoint ``wwn`` like a hypervisor would, inside the block.
+
+        While held, no hypervisor can attach the endpoint. Only call this
+        for a WWN whose TPGs exist and have a nexus: the kernel reports a
+        missing target with the same errno as a held one.
+
+        :raises: :class:`~vhost_brick.exception.EndpointInUse` when another
+                 vhost device already holds it
+        """
+        target = _TARGET.pack(0, wwn.encode('ascii'), 0, 0)
+        fd = self._owned_device()
         try:
             fcntl.ioctl(fd, VHOST_SCSI_SET_ENDPOINT, target)
         except OSError as err:
             if err.errno in _HELD_ERRNOS:
                 raise exception.EndpointInUse(wwn=wwn) from err
+            self.close()  # in an unknown state: the next claim reopens
             raise
         try:
             yield
         finally:
-            fcntl.ioctl(fd, VHOST_SCSI_CLEAR_ENDPOINT, target)
-    finally:
-        os.close(fd)
+            try:
+                fcntl.ioctl(fd, VHOST_SCSI_CLEAR_ENDPOINT, target)
+            except BaseException:
+                self.close()
+                raise
+
+
+@contextlib.contextmanager
+def claim(wwn):
+    """Hold endpoint ``wwn`` inside the block, with a device of its own.
+
+    See :meth:`Claimer.claim`.
+    """
+    with Claimer() as claimer, claimer.claim(wwn):
+        yield

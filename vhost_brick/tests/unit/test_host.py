@@ -276,6 +276,12 @@ class BatchTestCase(HostTestCase):
         self.assertEqual([self.OTHER_WWN], list(self.record.load()))
         self.assertEqual('present', self.status(self.OTHER_WWN))
 
+    def test_delete_many_claims_every_endpoint_with_one_device(self):
+        host.create_many(self.record, self.specs())
+        host.delete_many(self.record, [WWN, self.OTHER_WWN])
+        self.assertEqual([WWN, self.OTHER_WWN], self.claims)
+        self.assertEqual(1, len(self.claimers))
+
     def test_invalid_wwn_batch_deletes_nothing(self):
         host.create_many(self.record, self.specs())
         before = fake_rtslib.snapshot()

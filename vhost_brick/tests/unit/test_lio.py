@@ -77,6 +77,25 @@ class LioTestCase(base.TestCase):
         self.claims = []
         self.useFixture(fixtures.MockPatchObject(
             lio.vhostdev, 'claim', side_effect=self.fake_claim))
+        self.claimers = []
+        test = self
+
+        class FakeClaimer:
+            """A vhostdev.Claimer whose claims are fake_claim's."""
+
+            def __init__(self):
+                test.claimers.append(self)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc_info):
+                pass
+
+            def claim(self, wwn):
+                return test.fake_claim(wwn)
+        self.useFixture(fixtures.MonkeyPatch(
+            'vhost_brick.vhostdev.Claimer', FakeClaimer))
 
     @property
     def hba(self):

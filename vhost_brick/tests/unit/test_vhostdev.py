@@ -74,3 +74,41 @@ class VhostDevTestCase(base.TestCase):
         self.assertEqual(vhostdev.VHOST_SCSI_CLEAR_ENDPOINT,
                          self.ioctl.call_args_list[-1][0][1])
         self.close.assert_called_once_with(42)
+
+    def test_claimer_owns_one_device_for_many_claims(self):
+        other = 'naa.5001405000000002'
+        with vhostdev.Claimer() as claimer:
+            for wwn in (WWN, other):
+                with claimer.claim(wwn):
+                    pass
+        requests = [call.args[1] for call in self.ioctl.call_args_list]
+        self.assertEqual([vhostdev.VHOST_SET_OWNER,
+                          vhostdev.VHOST_SET_MEM_TABLE,
+                          vhostdev.VHOST_SCSI_SET_ENDPOINT,
+                          vhostdev.VHOST_SCSI_CLEAR_ENDPOINT,
+                          vhostdev.VHOST_SCSI_SET_ENDPOINT,
+                          vhostdev.VHOST_SCSI_CLEAR_ENDPOINT], requests)
+        self.assertEqual(other.encode(),
+                         self.ioctl.call_args_list[4].args[2][4:24])
+        self.open.assert_called_once()
+        self.close.assert_called_once_with(42)
+
+    def test_claimer_keeps_its_device_after_a_held_endpoint(self):
+        self.ioctl.side_effect = [None, None, OSError(errno.ENODEV, 'x'),
+                                  None, None]
+        with vhostdev.Claimer() as claimer:
+            self.assertRaises(exception.EndpointInUse,
+                              claimer.claim(WWN).__enter__)
+            with claimer.claim(WWN):
+                pass
+        self.open.assert_called_once()
+
+    def test_claimer_reopens_after_an_unexpected_error(self):
+        self.ioctl.side_effect = [None, None, OSError(errno.EIO, 'x'),
+                                  None, None, None, None]
+        with vhostdev.Claimer() as claimer:
+            self.assertRaises(OSError, claimer.claim(WWN).__enter__)
+            self.close.assert_called_once_with(42)
+            with claimer.claim(WWN):
+                pass
+        self.assertEqual(2, self.open.call_count)
