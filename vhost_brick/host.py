@@ -56,7 +56,14 @@ def create(record, device_path, wwn=None, nexus=None):
     validation.validate_device_path(device_path)
     if nexus is not None:
         validation.validate_nexus(nexus)
-    wwn = lio.unused_wwn() if wwn is None else validation.validate_wwn(wwn)
+    return _create(record, device_path,
+                   None if wwn is None else validation.validate_wwn(wwn),
+                   nexus)
+
+
+def _create(record, device_path, wwn, nexus):
+    """create() of input already validated."""
+    wwn = lio.unused_wwn() if wwn is None else wwn
     previous = _converge(record, wwn)
     if previous is None:
         record.set(wwn, state.CREATING,
@@ -116,7 +123,7 @@ def create_many(record, specs):
     report = {'created': [], 'failed': []}
     for spec in specs:
         with _reported(report['failed'], spec):
-            report['created'].append(create(record, **spec))
+            report['created'].append(_create(record, **spec))
     return report
 
 

@@ -398,16 +398,12 @@ def _delete_leftover_backstore(wwn):
 
     Only the shared HBA is looked at, so that the delete path never scans
     core/; a leftover in an HBA of its own is cleanup's to find.
-
-    :returns: False if there was none
     """
     path = _find_backstore(backstore_name(wwn))
-    if path is None:
-        return False
-    LOG.warning('Removing backstore %s left behind by an interrupted '
-                'call', path)
-    _remove_backstore(path)
-    return True
+    if path is not None:
+        LOG.warning('Removing backstore %s left behind by an interrupted '
+                    'call', path)
+        _remove_backstore(path)
 
 
 def _create_tpg(rtslib, target, nexus):

@@ -162,7 +162,7 @@ class HostileHelperTestCase(base.TestCase):
     def test_arbitrary_batch_json_is_refused_unless_valid(self, batch):
         self.useFixture(fixtures.MonkeyPatch(
             'sys.stdin', io.StringIO(json.dumps(batch))))
-        with fixtures.MockPatchObject(helper.host, 'create') as create:
+        with fixtures.MockPatchObject(helper.host, '_create') as create:
             create.mock.return_value = {}
             code = helper.main(['create-many'])
         try:
