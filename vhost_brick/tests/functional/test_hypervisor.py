@@ -46,6 +46,10 @@ class HypervisorTestCase(base.FunctionalTestCase):
         self.guest.expect('written')
         self.assertEqual(self.marker, self.backing_sector16())
 
+    def test_the_kernel_serves_the_guest_disk(self):
+        self.guest.expect('written')
+        self.assertEqual(1, len(self.guest.vhost_workers()))
+
     def test_delete_is_refused_while_the_guest_holds_the_endpoint(self):
         self.guest.expect('written')
         before = base.configfs_snapshot()
