@@ -214,6 +214,6 @@ def main(argv=None):
         LOG.exception('%s failed unexpectedly', PROG)
         _report_error(exception.BackendError(reason=str(err)))
         return exception.BackendError.helper_exit_code
-    json.dump(result, sys.stdout)
-    sys.stdout.write('\n')
+    # One write of the whole answer: json.dump would write it piecemeal.
+    sys.stdout.write(json.dumps(result) + '\n')
     return 0

@@ -59,6 +59,8 @@ HBA_INDEX = 30306
 # Default groups of a fabric directory that are not targets.
 _FABRIC_GROUPS = ('discovery_auth',)
 _GENERATE_ATTEMPTS = 8
+# configfs hands out at most one page per attribute.
+_PAGE_SIZE = 4096
 
 
 def backstore_name(wwn):
@@ -168,7 +170,7 @@ def _vhost_fabric(rtslib):
 
 
 def _target_dir(wwn):
-    return os.path.join(VHOST_FABRIC, wwn)
+    return '%s/%s' % (VHOST_FABRIC, wwn)
 
 
 def _lookup_target(rtslib, wwn):
@@ -184,36 +186,43 @@ def _lookup_target(rtslib, wwn):
 def _read(path):
     """The value of a configfs attribute.
 
-    A vhost TPG's nexus reads as ENODEV while none is set; that is ''.
+    os.read rather than open(): no file object per attribute, which is
+    most of the cost of listing many endpoints. A configfs attribute is
+    at most a page and comes whole in one read. A vhost TPG's nexus
+    reads as ENODEV while none is set; that is ''.
     """
+    fd = os.open(path, os.O_RDONLY)
     try:
-        with open(path) as attr:
-            return attr.read().strip()
+        return os.read(fd, _PAGE_SIZE).decode().strip()
     except OSError as err:
         if err.errno != errno.ENODEV:
             raise
         return ''
+    finally:
+        os.close(fd)
 
 
 def _numbered(directory, prefix):
     """The numbers N of directory's entries called prefix + N, sorted."""
-    return sorted(int(name[len(prefix):]) for name in os.listdir(directory)
-                  if name.startswith(prefix) and
-                  name[len(prefix):].isdigit())
+    start = len(prefix)
+    return sorted(int(name[start:]) for name in os.listdir(directory)
+                  if name.startswith(prefix) and name[start:].isdigit())
 
 
 def _read_lun(lun_dir, number):
     """The dict of one LUN, read from configfs.
 
-    A LUN without its link (an interrupted create) exports nothing: its
-    device and backstore are ''.
+    The LUN's link points to core/<hba>/<backstore>; its attributes are
+    read there, by an absolute path. A LUN without its link (an
+    interrupted create) exports nothing: its device and backstore are ''.
     """
     for entry in os.scandir(lun_dir):
         if entry.is_symlink():
-            storage = os.path.join(lun_dir, os.readlink(entry.path))
+            hba, name = os.readlink(entry.path).rsplit('/', 2)[-2:]
             return {'lun': number,
-                    'device_path': _read(os.path.join(storage, 'udev_path')),
-                    'backstore': os.path.basename(storage)}
+                    'device_path': _read('%s/%s/%s/udev_path'
+                                         % (CORE, hba, name)),
+                    'backstore': name}
     return {'lun': number, 'device_path': '', 'backstore': ''}
 
 
@@ -222,15 +231,14 @@ def _read_tpg(wwn, tag):
 
     :raises: FileNotFoundError if the TPG goes away meanwhile
     """
-    tpg_dir = os.path.join(_target_dir(wwn), 'tpgt_%d' % tag)
-    lun_root = os.path.join(tpg_dir, 'lun')
+    tpg_dir = '%s/tpgt_%d' % (_target_dir(wwn), tag)
+    lun_root = tpg_dir + '/lun'
     luns = []
     for number in _numbered(lun_root, 'lun_'):
         with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
-            luns.append(_read_lun(os.path.join(lun_root, 'lun_%d' % number),
-                                  number))
-    return {'wwn': wwn, 'tpgt': tag,
-            'nexus': _read(os.path.join(tpg_dir, 'nexus')), 'luns': luns}
+            luns.append(_read_lun('%s/lun_%d' % (lun_root, number), number))
+    return {'wwn': wwn, 'tpgt': tag, 'nexus': _read(tpg_dir + '/nexus'),
+            'luns': luns}
 
 
 def _read_target(wwn):

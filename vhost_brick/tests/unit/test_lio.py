@@ -386,14 +386,15 @@ class ReadTestCase(LioTestCase):
 
     def test_nexus_unreadable_with_enodev_is_empty(self):
         # The kernel's answer to reading the nexus of a TPG that has none.
+        # The open succeeds; the read fails.
         self.vhost_target(WWN, 1)
-        real_open = open
+        real_read = os.read
 
-        def enodev_for_nexus(path, *args, **kwargs):
-            if path.endswith('/nexus'):
+        def enodev_for_nexus(fd, size):
+            if os.readlink('/proc/self/fd/%d' % fd).endswith('/nexus'):
                 raise OSError(errno.ENODEV, 'No such device')
-            return real_open(path, *args, **kwargs)
-        with mock.patch('builtins.open', side_effect=enodev_for_nexus):
+            return real_read(fd, size)
+        with mock.patch('os.read', side_effect=enodev_for_nexus):
             self.assertEqual('', lio.show(WWN)['nexus'])
 
     def test_lun_without_its_link_is_listed_without_device(self):
