@@ -120,15 +120,19 @@ class EndpointRecord:
         return names
 
     def _replace(self, wwn, entry):
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        data = json.dumps(entry, sort_keys=True).encode()
         # One writer at a time (the host lock), so a fixed name will do;
         # O_TRUNC reuses one a killed helper left.
         temp = os.path.join(self.directory, TEMP_PREFIX + wwn)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
-                     os.O_NOFOLLOW, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
         try:
-            with os.fdopen(fd, 'w') as entry_file:
-                json.dump(entry, entry_file, sort_keys=True)
+            fd = os.open(temp, flags, 0o600)
+        except FileNotFoundError:  # the first record on this host
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            fd = os.open(temp, flags, 0o600)
+        try:
+            with os.fdopen(fd, 'wb') as entry_file:
+                entry_file.write(data)
                 entry_file.flush()
                 os.fsync(entry_file.fileno())
             os.rename(temp, self.path(wwn))

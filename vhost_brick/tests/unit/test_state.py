@@ -90,7 +90,8 @@ class EndpointRecordTestCase(base.TestCase):
 
     def test_failed_write_keeps_the_old_file_and_leaves_no_temp(self):
         self.record.set(WWN, state.PRESENT)
-        with mock.patch('json.dump', side_effect=OSError(28, 'No space')):
+        # A full disk shows at the latest when the data is synced.
+        with mock.patch('os.fsync', side_effect=OSError(28, 'No space')):
             self.assertRaises(exception.BackendError, self.record.set,
                               WWN, state.DELETING)
         self.assertEqual('present', self.record.get(WWN)['status'])
