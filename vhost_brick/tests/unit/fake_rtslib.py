@@ -353,7 +353,8 @@ class LUN(_Node):
             return
         STATE.maybe_fail('lun')
         mkdir(self.path)
-        os.symlink(storage_object.path,
+        # Relative, as configfs reports a LUN's link.
+        os.symlink(os.path.relpath(storage_object.path, self.path),
                    os.path.join(self.path, '%010x' % lun))
 
     def _link(self):
