@@ -18,9 +18,9 @@ the disk the endpoint exports and talks to the test over its serial
 console.
 
 The nested QEMU uses TCG, not KVM. KVM does load in the test VM (TCG
-emulates AMD SVM), but a nested KVM guest now and then wedged the whole
-test VM: its vCPU thread was stuck in the kernel for minutes (soft
-lockups) and could not be killed, twice in a full CI run. Under TCG the
+emulates AMD SVM), but in two full CI runs a nested KVM guest wedged the
+test VM: once with soft lockups of its vCPU thread, once with the suite
+stuck until the CI timeout (cause unknown). Under TCG the
 nested boot takes about 60 s instead of 8 s, and the endpoint is served
 exactly as under KVM: vhost-scsi-pci hands the virtqueues to the
 kernel's vhost_scsi worker; only the kick and call eventfds are relayed
