@@ -36,7 +36,7 @@ import time
 import rtslib_fb
 
 from vhost_brick import executor as vb_executor
-from vhost_brick import lio
+from vhost_brick.privileged import lio
 
 TARGET = lio.TARGET_ROOT
 VHOST = lio.VHOST_FABRIC

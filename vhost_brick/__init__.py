@@ -13,8 +13,8 @@
 """Control plane for Linux kernel vhost-scsi endpoints (LIO ``vhost``).
 
 The public names are imported on first use, so that the privileged
-helper (``vhost_brick.helper``) starts without loading the executor's
-oslo.concurrency stack. Nothing here imports rtslib-fb.
+helper (``vhost_brick.privileged.helper``) starts without loading the
+executor's oslo.concurrency stack. Nothing here imports rtslib-fb.
 """
 
 import importlib

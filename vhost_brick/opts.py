@@ -16,7 +16,7 @@ import copy
 
 from oslo_config import cfg
 
-from vhost_brick import state
+from vhost_brick.privileged import state
 
 
 GROUP = 'vhost_brick'

@@ -25,7 +25,7 @@ import tempfile
 import fixtures
 
 from vhost_brick import executor
-from vhost_brick import lio
+from vhost_brick.privileged import lio
 from vhost_brick.tests import base
 
 

@@ -21,7 +21,7 @@ import fixtures
 
 from vhost_brick import endpoint
 from vhost_brick import exception
-from vhost_brick import lio
+from vhost_brick.privileged import lio
 from vhost_brick.tests.functional import base
 
 

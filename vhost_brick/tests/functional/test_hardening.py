@@ -25,8 +25,8 @@ import time
 import fixtures
 
 from vhost_brick import exception
-from vhost_brick import lio
-from vhost_brick import state
+from vhost_brick.privileged import lio
+from vhost_brick.privileged import state
 from vhost_brick.tests.functional import base
 from vhost_brick.tests import hostile
 

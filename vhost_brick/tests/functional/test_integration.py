@@ -16,9 +16,9 @@ import types
 
 from os_brick.initiator.connectors import local
 
-from vhost_brick import cinder_target
-from vhost_brick import connector
 from vhost_brick import exception
+from vhost_brick.integrations import cinder_target
+from vhost_brick.integrations import connector
 from vhost_brick.tests.functional import base
 
 

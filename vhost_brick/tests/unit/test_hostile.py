@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 from vhost_brick import exception
 from vhost_brick import executor
-from vhost_brick import helper
-from vhost_brick import lio
+from vhost_brick.privileged import helper
+from vhost_brick.privileged import lio
 from vhost_brick.tests import base
 from vhost_brick.tests import hostile
 from vhost_brick import validation
@@ -107,9 +107,9 @@ class HostileHelperTestCase(base.TestCase):
         self.useFixture(fixtures.MonkeyPatch('sys.stdout', io.StringIO()))
         tmp = self.useFixture(fixtures.TempDir()).path
         self.useFixture(fixtures.MonkeyPatch(
-            'vhost_brick.helper.LOCK_FILE', tmp + '/lock'))
+            'vhost_brick.privileged.helper.LOCK_FILE', tmp + '/lock'))
         self.useFixture(fixtures.MonkeyPatch(
-            'vhost_brick.helper.CONFIG_FILE', tmp + '/absent.conf'))
+            'vhost_brick.privileged.helper.CONFIG_FILE', tmp + '/absent.conf'))
         self.rtslib = self.useFixture(fixtures.MockPatchObject(
             lio, '_rtslib')).mock
         accept_loop0(self)

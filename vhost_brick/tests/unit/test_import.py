@@ -34,7 +34,7 @@ class ImportTestCase(base.TestCase):
                 "sys.modules['rtslib_fb'] = None\n"
                 "sys.modules['pyudev'] = None\n"
                 "import vhost_brick, vhost_brick.exception, "
-                "vhost_brick.helper, vhost_brick.lio\n"
+                "vhost_brick.privileged.helper, vhost_brick.privileged.lio\n"
                 "from vhost_brick import VhostExecutor, VhostEndpoint, "
                 "VhostLun")
         self.assertEqual('[]', loaded_modules(code, ('rtslib_fb', 'pyudev')))
@@ -44,6 +44,6 @@ class ImportTestCase(base.TestCase):
         # and oslo.log would triple it, hashlib (through secrets) and
         # tempfile add a tenth each.
         self.assertEqual('[]', loaded_modules(
-            'import vhost_brick.helper',
+            'import vhost_brick.privileged.helper',
             ('oslo_config', 'oslo_log', 'hashlib', '_hashlib', 'secrets',
              'tempfile')))

@@ -26,7 +26,7 @@ from oslo_log import log as logging
 from vhost_brick import attach
 from vhost_brick import endpoint
 from vhost_brick import executor
-from vhost_brick import vhostdev
+from vhost_brick.privileged import vhostdev
 
 
 LOG = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from unittest import mock
 import fixtures
 
 from vhost_brick import exception
-from vhost_brick import helper
-from vhost_brick import state
+from vhost_brick.privileged import helper
+from vhost_brick.privileged import state
 from vhost_brick.tests import base
 
 
@@ -42,11 +42,12 @@ class HelperTestCase(base.TestCase):
         tmp = self.useFixture(fixtures.TempDir()).path
         self.lock_file = tmp + '/lock'
         self.useFixture(fixtures.MonkeyPatch(
-            'vhost_brick.helper.LOCK_FILE', self.lock_file))
+            'vhost_brick.privileged.helper.LOCK_FILE', self.lock_file))
         with open(tmp + '/vhost-brick.conf', 'w') as conf:
             conf.write('[vhost_brick]\nstate_path = %s/state\n' % tmp)
         self.useFixture(fixtures.MonkeyPatch(
-            'vhost_brick.helper.CONFIG_FILE', tmp + '/vhost-brick.conf'))
+            'vhost_brick.privileged.helper.CONFIG_FILE',
+            tmp + '/vhost-brick.conf'))
         self.state_path = tmp + '/state'
         self.lio = self.useFixture(fixtures.MockPatchObject(
             helper, 'lio', autospec=True)).mock
@@ -87,7 +88,8 @@ class HelperTestCase(base.TestCase):
 
     def test_state_path_defaults_without_a_config_file(self):
         self.useFixture(fixtures.MonkeyPatch(
-            'vhost_brick.helper.CONFIG_FILE', '/nonexistent/vhost-brick.conf'))
+            'vhost_brick.privileged.helper.CONFIG_FILE',
+            '/nonexistent/vhost-brick.conf'))
         self.host.create.return_value = ENDPOINT
         self.run_helper('create', '--device=/dev/loop0')
         record = self.host.create.call_args.args[0]
@@ -180,7 +182,7 @@ class HelperTestCase(base.TestCase):
 
     def test_oversized_batch_input_is_refused_unread(self):
         self.useFixture(fixtures.MonkeyPatch(
-            'vhost_brick.helper.MAX_INPUT_BYTES', 16))
+            'vhost_brick.privileged.helper.MAX_INPUT_BYTES', 16))
         self.feed_stdin(json.dumps(['naa.5001405000000001'] * 2))
         self.assertEqual(14, self.run_helper('delete-many'))
         self.assertIn('exceeds 16 bytes', self.error()['message'])

@@ -10,24 +10,25 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The helper's operations: LIO changes recorded in the state file.
+"""The privileged operations: LIO changes recorded in the state file.
 
-Every function here runs as root under the helper's host lock. Changes
-to LIO go through :mod:`vhost_brick.lio`; the record of what vhost_brick
-owns goes through :mod:`vhost_brick.state`, written as an intent before
-LIO is touched and settled after it. The batch functions do the same
-endpoint by endpoint, in one process and one lock hold: each endpoint is
-all-or-nothing, and its failure is reported without stopping the rest.
+Every function here runs as root under the host lock. Changes to LIO go
+through :mod:`vhost_brick.privileged.lio`; the record of what
+vhost_brick owns goes through :mod:`vhost_brick.privileged.state`,
+written as an intent before LIO is touched and settled after it. The
+batch functions do the same endpoint by endpoint, in one call and one
+lock hold: each endpoint is all-or-nothing, and its failure is reported
+without stopping the rest.
 """
 
 import contextlib
 import logging
 
 from vhost_brick import exception
-from vhost_brick import lio
-from vhost_brick import state
+from vhost_brick.privileged import lio
+from vhost_brick.privileged import state
+from vhost_brick.privileged import vhostdev
 from vhost_brick import validation
-from vhost_brick import vhostdev
 
 
 LOG = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def _create(record, device_path, wwn, nexus):
 def delete(record, wwn, claimer=None):
     """Delete an endpoint and forget it; False if there was none.
 
-    :param claimer: see :func:`vhost_brick.lio.delete`
+    :param claimer: see :func:`vhost_brick.privileged.lio.delete`
     """
     wwn = validation.validate_wwn(wwn)
     previous = record.get(wwn)

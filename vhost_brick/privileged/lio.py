@@ -34,8 +34,8 @@ import subprocess
 import uuid
 
 from vhost_brick import exception
+from vhost_brick.privileged import vhostdev
 from vhost_brick import validation
-from vhost_brick import vhostdev
 
 
 LOG = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from unittest import mock
 from os_brick.initiator.connectors import local
 from os_brick.initiator import initiator_connector
 
-from vhost_brick import connector
 from vhost_brick import endpoint
 from vhost_brick import exception
+from vhost_brick.integrations import connector
 from vhost_brick.tests import base
 
 

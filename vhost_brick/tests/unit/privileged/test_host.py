@@ -15,11 +15,11 @@ import os
 import fixtures
 
 from vhost_brick import exception
-from vhost_brick import host
-from vhost_brick import lio
-from vhost_brick import state
+from vhost_brick.privileged import host
+from vhost_brick.privileged import lio
+from vhost_brick.privileged import state
 from vhost_brick.tests.unit import fake_rtslib
-from vhost_brick.tests.unit import test_lio
+from vhost_brick.tests.unit.privileged import test_lio
 
 
 WWN = test_lio.WWN

@@ -29,9 +29,9 @@ import os
 import sys
 
 from vhost_brick import exception
-from vhost_brick import host
-from vhost_brick import lio
-from vhost_brick import state
+from vhost_brick.privileged import host
+from vhost_brick.privileged import lio
+from vhost_brick.privileged import state
 
 
 LOG = logging.getLogger(__name__)

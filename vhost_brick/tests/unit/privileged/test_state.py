@@ -17,7 +17,7 @@ from unittest import mock
 import fixtures
 
 from vhost_brick import exception
-from vhost_brick import state
+from vhost_brick.privileged import state
 from vhost_brick.tests import base
 
 

@@ -16,8 +16,8 @@ from unittest import mock
 import fixtures
 
 from vhost_brick import exception
+from vhost_brick.privileged import vhostdev
 from vhost_brick.tests import base
-from vhost_brick import vhostdev
 
 
 WWN = 'naa.5001405000000001'

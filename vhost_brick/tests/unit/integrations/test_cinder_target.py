@@ -13,9 +13,9 @@
 import types
 from unittest import mock
 
-from vhost_brick import cinder_target
 from vhost_brick import endpoint
 from vhost_brick import exception
+from vhost_brick.integrations import cinder_target
 from vhost_brick.tests import base
 from vhost_brick import validation
 

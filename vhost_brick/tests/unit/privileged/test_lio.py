@@ -20,7 +20,7 @@ from unittest import mock
 import fixtures
 
 from vhost_brick import exception
-from vhost_brick import lio
+from vhost_brick.privileged import lio
 from vhost_brick.tests import base
 from vhost_brick.tests.unit import fake_rtslib
 
@@ -42,8 +42,8 @@ class LioTestCase(base.TestCase):
         for name, path in (('TARGET_ROOT', self.root),
                            ('CORE', self.root + '/core'),
                            ('VHOST_FABRIC', self.root + '/vhost')):
-            self.useFixture(fixtures.MonkeyPatch('vhost_brick.lio.' + name,
-                                                 path))
+            self.useFixture(fixtures.MonkeyPatch(
+                'vhost_brick.privileged.lio.' + name, path))
         self.useFixture(fixtures.MonkeyPatch('os.mkdir', fake_rtslib.mkdir))
         self.useFixture(fixtures.MonkeyPatch('os.rmdir', fake_rtslib.rmdir))
         self.useFixture(fixtures.MockPatchObject(
@@ -95,7 +95,7 @@ class LioTestCase(base.TestCase):
             def claim(self, wwn):
                 return test.fake_claim(wwn)
         self.useFixture(fixtures.MonkeyPatch(
-            'vhost_brick.vhostdev.Claimer', FakeClaimer))
+            'vhost_brick.privileged.vhostdev.Claimer', FakeClaimer))
 
     @property
     def hba(self):
@@ -557,8 +557,8 @@ class KernelSupportTestCase(base.TestCase):
 class PrepareTestCase(base.TestCase):
 
     def test_configfs_and_rtsroot_are_prepared_once_per_process(self):
-        self.useFixture(fixtures.MonkeyPatch('vhost_brick.lio._prepared',
-                                             False))
+        self.useFixture(fixtures.MonkeyPatch(
+            'vhost_brick.privileged.lio._prepared', False))
         rtslib = mock.Mock()
         with mock.patch('os.path.isdir', return_value=True), \
                 mock.patch('os.makedirs') as makedirs:
