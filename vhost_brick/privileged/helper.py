@@ -12,35 +12,27 @@
 
 """vhost-brick-helper: the privileged half of vhost_brick.
 
-Runs as root (through rootwrap or sudo), validates its arguments again,
-changes LIO under a host-wide lock, and answers in JSON: the result on
-stdout, or ``{"error", "message", "kwargs"}`` on stderr with the exit
-code of that error (see :mod:`vhost_brick.exception`). The batch
-commands read their JSON list from stdin.
+Runs as root (through rootwrap or sudo), one process per call, and runs
+one of :mod:`vhost_brick.privileged.operations`. It answers in JSON: the
+result on stdout, or ``{"error", "message", "kwargs"}`` on stderr with
+the exit code of that error (see :mod:`vhost_brick.exception`). The
+batch commands read their JSON list from stdin. Services that make many
+calls use the privsep daemon instead (:mod:`.entrypoints`).
 """
 
 import argparse
-import configparser
-import contextlib
-import fcntl
 import json
 import logging
 import os
 import sys
 
 from vhost_brick import exception
-from vhost_brick.privileged import host
-from vhost_brick.privileged import lio
-from vhost_brick.privileged import state
+from vhost_brick.privileged import operations
 
 
 LOG = logging.getLogger(__name__)
 
 PROG = 'vhost-brick-helper'
-# Serialises every helper that changes LIO, whoever runs it.
-LOCK_FILE = '/run/lock/vhost-brick.lock'
-# Root-owned configuration; the caller cannot point the helper elsewhere.
-CONFIG_FILE = '/etc/vhost-brick/vhost-brick.conf'
 # Bound on a batch read from stdin: room for tens of thousands of specs.
 MAX_INPUT_BYTES = 8 * 1024 * 1024
 
@@ -50,55 +42,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise exception.InvalidArgument(reason=message)
-
-
-@contextlib.contextmanager
-def _host_lock(shared=False):
-    """Exclusive for changes, shared for reads.
-
-    Reads then never see the half-made objects of a concurrent change.
-    """
-    os.makedirs(os.path.dirname(LOCK_FILE), exist_ok=True)
-    with open(LOCK_FILE, 'a') as lock:
-        fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        yield
-
-
-def _state_path():
-    """``[vhost_brick] state_path`` from the root-owned config file.
-
-    Read with configparser rather than oslo.config, which would double
-    the helper's start-up; the option is declared in
-    :mod:`vhost_brick.opts` with the same default.
-    """
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
-    try:
-        parser.read(CONFIG_FILE)
-    except configparser.Error as err:
-        raise exception.BackendError(
-            reason='cannot parse %s: %s' % (CONFIG_FILE, err)) from err
-    path = parser.get('vhost_brick', 'state_path',
-                      fallback=state.DEFAULT_STATE_PATH)
-    if not os.path.isabs(path):
-        raise exception.BackendError(
-            reason='state_path %r in %s is not an absolute path'
-                   % (path, CONFIG_FILE))
-    return path
-
-
-def _record():
-    return state.EndpointRecord(_state_path())
-
-
-def _create(args):
-    with _host_lock():
-        return host.create(_record(), args.device, wwn=args.wwn,
-                           nexus=args.nexus)
-
-
-def _delete(args):
-    with _host_lock():
-        return {'deleted': host.delete(_record(), args.wwn)}
 
 
 def _read_batch():
@@ -114,46 +57,24 @@ def _read_batch():
             reason='batch input is not JSON: %s' % err) from err
 
 
-def _create_many(args):
-    specs = _read_batch()
-    with _host_lock():
-        return host.create_many(_record(), specs)
+def _create(args):
+    return operations.create(args.device, wwn=args.wwn, nexus=args.nexus)
 
 
-def _delete_many(args):
-    wwns = _read_batch()
-    with _host_lock():
-        return host.delete_many(_record(), wwns)
-
-
-def _restore(args):
-    with _host_lock():
-        return host.restore(_record())
-
-
-def _cleanup(args):
-    with _host_lock():
-        return host.cleanup(_record())
+def _delete(args):
+    return operations.delete(args.wwn)
 
 
 def _show(args):
-    with _host_lock(shared=True):
-        return lio.show(args.wwn)
+    return operations.show(args.wwn)
 
 
-def _list(args):
-    with _host_lock(shared=True):
-        return lio.list_endpoints()
+def _create_many(args):
+    return operations.create_many(_read_batch())
 
 
-def _verify(args):
-    report = lio.kernel_support()
-    missing = sorted(name for name, present in report.items() if not present)
-    if missing:
-        raise exception.KernelSupportMissing(
-            reason='missing: %s; load the modules with "modprobe -a '
-                   'target_core_iblock vhost_scsi"' % ', '.join(missing))
-    return report
+def _delete_many(args):
+    return operations.delete_many(_read_batch())
 
 
 def build_parser():
@@ -183,15 +104,17 @@ def build_parser():
     commands.add_parser(
         'delete-many', help='delete the endpoints of a JSON list of WWNs '
         'read from stdin').set_defaults(func=_delete_many)
-    commands.add_parser('list', help='describe every vhost endpoint'
-                        ).set_defaults(func=_list)
-    commands.add_parser('restore', help='recreate recorded endpoints '
-                        'missing from LIO, e.g. at boot'
-                        ).set_defaults(func=_restore)
-    commands.add_parser('cleanup', help='remove what interrupted calls '
-                        'left behind').set_defaults(func=_cleanup)
-    commands.add_parser('verify', help='report kernel support for '
-                        'vhost-scsi').set_defaults(func=_verify)
+    for name, operation, text in (
+            ('list', operations.list_endpoints,
+             'describe every vhost endpoint'),
+            ('restore', operations.restore,
+             'recreate recorded endpoints missing from LIO, e.g. at boot'),
+            ('cleanup', operations.cleanup,
+             'remove what interrupted calls left behind'),
+            ('verify', operations.verify,
+             'report kernel support for vhost-scsi')):
+        commands.add_parser(name, help=text).set_defaults(
+            func=lambda _args, operation=operation: operation())
     return parser
 
 

@@ -26,6 +26,7 @@ from vhost_brick import exception
 from vhost_brick import executor
 from vhost_brick.privileged import helper
 from vhost_brick.privileged import lio
+from vhost_brick.privileged import operations
 from vhost_brick.tests import base
 from vhost_brick.tests import hostile
 from vhost_brick import validation
@@ -107,9 +108,10 @@ class HostileHelperTestCase(base.TestCase):
         self.useFixture(fixtures.MonkeyPatch('sys.stdout', io.StringIO()))
         tmp = self.useFixture(fixtures.TempDir()).path
         self.useFixture(fixtures.MonkeyPatch(
-            'vhost_brick.privileged.helper.LOCK_FILE', tmp + '/lock'))
+            'vhost_brick.privileged.operations.LOCK_FILE', tmp + '/lock'))
         self.useFixture(fixtures.MonkeyPatch(
-            'vhost_brick.privileged.helper.CONFIG_FILE', tmp + '/absent.conf'))
+            'vhost_brick.privileged.operations.CONFIG_FILE',
+            tmp + '/absent.conf'))
         self.rtslib = self.useFixture(fixtures.MockPatchObject(
             lio, '_rtslib')).mock
         accept_loop0(self)
@@ -130,8 +132,8 @@ class HostileHelperTestCase(base.TestCase):
     @settings(max_examples=200, deadline=None)
     @given(st.lists(st.text(), max_size=4))
     def test_arbitrary_argv_never_escapes_as_a_traceback(self, argv):
-        with fixtures.MockPatchObject(helper, 'host') as host_mock, \
-                fixtures.MockPatchObject(helper, 'lio') as lio_mock:
+        with fixtures.MockPatchObject(operations, 'host') as host_mock, \
+                fixtures.MockPatchObject(operations, 'lio') as lio_mock:
             host_mock.mock.create.return_value = {}
             lio_mock.mock.list_endpoints.return_value = []
             try:
@@ -162,7 +164,7 @@ class HostileHelperTestCase(base.TestCase):
     def test_arbitrary_batch_json_is_refused_unless_valid(self, batch):
         self.useFixture(fixtures.MonkeyPatch(
             'sys.stdin', io.StringIO(json.dumps(batch))))
-        with fixtures.MockPatchObject(helper.host, '_create') as create:
+        with fixtures.MockPatchObject(operations.host, '_create') as create:
             create.mock.return_value = {}
             code = helper.main(['create-many'])
         try:
@@ -175,7 +177,7 @@ class HostileHelperTestCase(base.TestCase):
             self.assertEqual(len(specs), create.mock.call_count)
 
     def test_option_value_cannot_be_mistaken_for_an_option(self):
-        with fixtures.MockPatchObject(helper.host, 'create') as create:
+        with fixtures.MockPatchObject(operations.host, 'create') as create:
             create.mock.return_value = {}
             helper.main(['create', '--device=--wwn=naa.5001405000000001'])
         create.mock.assert_called_once_with(

@@ -10,6 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
+import fcntl
 import io
 import json
 import os
@@ -19,6 +20,7 @@ import fixtures
 
 from vhost_brick import exception
 from vhost_brick.privileged import helper
+from vhost_brick.privileged import operations
 from vhost_brick.privileged import state
 from vhost_brick.tests import base
 
@@ -42,17 +44,17 @@ class HelperTestCase(base.TestCase):
         tmp = self.useFixture(fixtures.TempDir()).path
         self.lock_file = tmp + '/lock'
         self.useFixture(fixtures.MonkeyPatch(
-            'vhost_brick.privileged.helper.LOCK_FILE', self.lock_file))
+            'vhost_brick.privileged.operations.LOCK_FILE', self.lock_file))
         with open(tmp + '/vhost-brick.conf', 'w') as conf:
             conf.write('[vhost_brick]\nstate_path = %s/state\n' % tmp)
         self.useFixture(fixtures.MonkeyPatch(
-            'vhost_brick.privileged.helper.CONFIG_FILE',
+            'vhost_brick.privileged.operations.CONFIG_FILE',
             tmp + '/vhost-brick.conf'))
         self.state_path = tmp + '/state'
         self.lio = self.useFixture(fixtures.MockPatchObject(
-            helper, 'lio', autospec=True)).mock
+            operations, 'lio', autospec=True)).mock
         self.host = self.useFixture(fixtures.MockPatchObject(
-            helper, 'host', autospec=True)).mock
+            operations, 'host', autospec=True)).mock
 
     def run_helper(self, *argv):
         return helper.main(list(argv))
@@ -61,11 +63,10 @@ class HelperTestCase(base.TestCase):
         """Whether someone holds the host lock exclusively."""
         with open(self.lock_file) as lock:
             try:
-                helper.fcntl.flock(lock, helper.fcntl.LOCK_EX |
-                                   helper.fcntl.LOCK_NB)
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return True
-            helper.fcntl.flock(lock, helper.fcntl.LOCK_UN)
+            fcntl.flock(lock, fcntl.LOCK_UN)
             return False
 
     def error(self):
@@ -88,7 +89,7 @@ class HelperTestCase(base.TestCase):
 
     def test_state_path_defaults_without_a_config_file(self):
         self.useFixture(fixtures.MonkeyPatch(
-            'vhost_brick.privileged.helper.CONFIG_FILE',
+            'vhost_brick.privileged.operations.CONFIG_FILE',
             '/nonexistent/vhost-brick.conf'))
         self.host.create.return_value = ENDPOINT
         self.run_helper('create', '--device=/dev/loop0')
@@ -97,7 +98,7 @@ class HelperTestCase(base.TestCase):
                                       state.DIR_NAME), record.directory)
 
     def test_relative_state_path_is_refused(self):
-        with open(helper.CONFIG_FILE, 'w') as conf:
+        with open(operations.CONFIG_FILE, 'w') as conf:
             conf.write('[vhost_brick]\nstate_path = var/lib\n')
         self.assertEqual(1, self.run_helper('create', '--device=/dev/loop0'))
         self.assertEqual('BackendError', self.error()['error'])
@@ -132,10 +133,10 @@ class HelperTestCase(base.TestCase):
 
         def probe(*args):
             with open(self.lock_file) as lock:
-                for mode in (helper.fcntl.LOCK_SH, helper.fcntl.LOCK_EX):
+                for mode in (fcntl.LOCK_SH, fcntl.LOCK_EX):
                     try:
-                        helper.fcntl.flock(lock, mode | helper.fcntl.LOCK_NB)
-                        helper.fcntl.flock(lock, helper.fcntl.LOCK_UN)
+                        fcntl.flock(lock, mode | fcntl.LOCK_NB)
+                        fcntl.flock(lock, fcntl.LOCK_UN)
                         seen.append(True)
                     except BlockingIOError:
                         seen.append(False)
