@@ -129,6 +129,11 @@ class HelperFailed(VhostBrickException):
         return self.kwargs.get('exit_code')
 
 
+class PrivsepFailed(VhostBrickException):
+    message = ("Privileged call %(call)s could not be made through the "
+               "privsep daemon: %(reason)s")
+
+
 def _subclasses(cls):
     for sub in cls.__subclasses__():
         yield sub

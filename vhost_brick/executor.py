@@ -13,13 +13,23 @@
 """VhostExecutor: create, delete and list kernel vhost-scsi endpoints.
 
 The executor runs unprivileged. It validates its input, serialises
-mutations with an external lock and runs the privileged helper
-(``vhost-brick-helper``) through ``root_helper``, the way os-brick and
-Cinder run root-wrapped commands. The helper answers in JSON; its exit
-code names the exception to raise here.
+mutations with an external lock and reaches root one of two ways,
+``[vhost_brick] privileged_mode``:
+
+* ``privsep`` (default): vhost_brick's oslo.privsep daemon, started on
+  first use through ``root_helper`` (or ``[privsep_vhost_brick]
+  helper_command``) and kept for the life of the process, as os-brick,
+  Nova and Cinder do; a call is then a socket round trip.
+* ``helper``: one ``vhost-brick-helper`` process per call through
+  ``root_helper``, as root-wrapped commands are run. It answers in JSON;
+  its exit code names the exception to raise here.
+
+Both raise the same typed exceptions with the same fields.
 """
 
 import json
+import os
+import shlex
 
 from oslo_concurrency import lockutils
 from oslo_concurrency import processutils
@@ -28,7 +38,8 @@ from oslo_log import log as logging
 
 from vhost_brick import endpoint
 from vhost_brick import exception
-from vhost_brick import opts  # noqa: F401 (registers the options)
+from vhost_brick import opts
+from vhost_brick import privileged
 from vhost_brick import validation
 
 
@@ -37,6 +48,11 @@ CONF = cfg.CONF
 
 LOCK_PREFIX = 'vhost-brick-'
 LOCK_NAME = 'endpoints'
+
+# The helper's option for an argument, where it is not the same name.
+_HELPER_OPTIONS = {'device_path': 'device'}
+# The privsep entry point of an operation, where it is not the same name.
+_ENTRYPOINTS = {'list': 'list_endpoints'}
 
 
 class Executor:
@@ -51,13 +67,12 @@ class Executor:
     """
 
     def __init__(self, root_helper, execute=None, *args, **kwargs):
-        if execute is None:
-            execute = processutils.execute
         self.set_execute(execute)
         self.set_root_helper(root_helper)
 
     def set_execute(self, execute):
-        self._execute = execute
+        self._explicit_execute = execute is not None
+        self._execute = execute or processutils.execute
 
     def set_root_helper(self, helper):
         self._root_helper = helper
@@ -70,8 +85,10 @@ class VhostExecutor(Executor):
     backed by a block device; QEMU attaches it with
     ``-device vhost-scsi-pci,wwpn=<wwn>``.
 
-    :param root_helper: see :class:`Executor`
-    :param execute: see :class:`Executor`
+    :param root_helper: see :class:`Executor`; in privsep mode, the
+                        prefix that starts the privsep daemon
+    :param execute: see :class:`Executor`; passing one selects the helper
+                    whatever ``privileged_mode`` says
 
     Options come from the ``[vhost_brick]`` group of ``cfg.CONF``.
     """
@@ -91,14 +108,14 @@ class VhostExecutor(Executor):
         :raises: InvalidDevice, InvalidWWN, InvalidNexus, EndpointExists,
                  DeviceInUse, KernelSupportMissing, HelperFailed
         """
-        args = ['create', '--device=' + validation.validate_device_path(
-            device_path)]
+        validation.validate_device_path(device_path)
         if wwn is not None:
-            args.append('--wwn=' + validation.validate_wwn(wwn))
+            wwn = validation.validate_wwn(wwn)
         if nexus is not None:
-            args.append('--nexus=' + validation.validate_nexus(nexus))
+            nexus = validation.validate_nexus(nexus)
         with self._lock():
-            result = endpoint.VhostEndpoint.from_dict(self._helper(*args))
+            result = endpoint.VhostEndpoint.from_dict(self._privileged(
+                'create', device_path=device_path, wwn=wwn, nexus=nexus))
         LOG.info('Created vhost endpoint %(wwn)s for %(device)s',
                  {'wwn': result.wwn, 'device': device_path})
         return result
@@ -114,7 +131,7 @@ class VhostExecutor(Executor):
         """
         wwn = validation.validate_wwn(wwn)
         with self._lock():
-            result = self._helper('delete', '--wwn=' + wwn)
+            result = self._privileged('delete', wwn=wwn)
         if result['deleted']:
             LOG.info('Deleted vhost endpoint %s', wwn)
         else:
@@ -139,7 +156,7 @@ class VhostExecutor(Executor):
             return endpoint.CreateReport(created=(), failed=())
         with self._lock():
             report = endpoint.CreateReport.from_dict(
-                self._helper('create-many', process_input=json.dumps(specs)))
+                self._privileged('create-many', batch=specs))
         LOG.info('Created %(created)d vhost endpoints, %(failed)d failed',
                  {'created': len(report.created),
                   'failed': len(report.failed)})
@@ -162,7 +179,7 @@ class VhostExecutor(Executor):
             return endpoint.DeleteReport(deleted=(), absent=(), failed=())
         with self._lock():
             report = endpoint.DeleteReport.from_dict(
-                self._helper('delete-many', process_input=json.dumps(wwns)))
+                self._privileged('delete-many', batch=wwns))
         LOG.info('Deleted %(deleted)d vhost endpoints, %(absent)d were '
                  'absent, %(failed)d failed',
                  {'deleted': len(report.deleted),
@@ -178,12 +195,12 @@ class VhostExecutor(Executor):
         """
         wwn = validation.validate_wwn(wwn)
         return endpoint.VhostEndpoint.from_dict(
-            self._helper('show', '--wwn=' + wwn))
+            self._privileged('show', wwn=wwn))
 
     def list_endpoints(self):
         """Return every vhost endpoint on the host, ours or not."""
         return [endpoint.VhostEndpoint.from_dict(data)
-                for data in self._helper('list')]
+                for data in self._privileged('list')]
 
     def restore(self):
         """Recreate the endpoints vhost_brick recorded, e.g. after a boot.
@@ -196,7 +213,7 @@ class VhostExecutor(Executor):
         """
         with self._lock():
             report = endpoint.RestoreReport.from_dict(
-                self._helper('restore'))
+                self._privileged('restore'))
         LOG.info('Restored %(restored)d vhost endpoints, %(present)d were '
                  'present, %(failed)d failed',
                  {'restored': len(report.restored),
@@ -213,7 +230,7 @@ class VhostExecutor(Executor):
                   (names) removed
         """
         with self._lock():
-            removed = self._helper('cleanup')
+            removed = self._privileged('cleanup')
         if removed['endpoints'] or removed['backstores']:
             LOG.warning('Cleaned up endpoints %(endpoints)s and backstores '
                         '%(backstores)s', removed)
@@ -225,7 +242,7 @@ class VhostExecutor(Executor):
         :returns: dict of check name to bool, see ``vhost-brick-helper
                   verify``
         """
-        return self._helper('verify')
+        return self._privileged('verify')
 
     def _lock(self):
         lock_path = (CONF.vhost_brick.lock_path or
@@ -233,8 +250,64 @@ class VhostExecutor(Executor):
         return lockutils.lock(LOCK_NAME, lock_file_prefix=LOCK_PREFIX,
                               external=bool(lock_path), lock_path=lock_path)
 
-    def _helper(self, *args, **kwargs):
-        cmd = (CONF.vhost_brick.helper_command,) + args
+    def _privileged(self, operation, batch=None, **arguments):
+        """Run a privileged operation as root; return its plain-data result.
+
+        :param operation: the helper's command name, e.g. ``create-many``
+        :param batch: the list a batch operation takes
+        :param arguments: the operation's keyword arguments; None is left
+                          out
+        """
+        arguments = {name: value for name, value in arguments.items()
+                     if value is not None}
+        if (not self._explicit_execute and
+                CONF.vhost_brick.privileged_mode == opts.PRIVSEP):
+            return self._privsep(operation, batch, arguments)
+        return self._helper(operation, batch, arguments)
+
+    def _privsep(self, operation, batch, arguments):
+        # Imported here: oslo.privsep (and eventlet) only in this mode.
+        from oslo_privsep import comm
+        from oslo_privsep import daemon
+
+        from vhost_brick.privileged import entrypoints
+
+        context = privileged.default
+        if context.channel is None:
+            context.root_helper = self._daemon_prefix()
+        call = getattr(entrypoints, _ENTRYPOINTS.get(
+            operation, operation.replace('-', '_')))
+        args = () if batch is None else (batch,)
+        try:
+            answer = call(*args, **arguments)
+        except (OSError, daemon.FailedToDropPrivileges, daemon.ProtocolError,
+                comm.PrivsepTimeout) as err:
+            # The daemon could not start, or died: the next call starts
+            # a new one.
+            raise exception.PrivsepFailed(call=operation,
+                                          reason=str(err)) from err
+        if 'error' in answer:
+            raise exception.from_report(answer['error'])
+        return answer['result']
+
+    def _daemon_prefix(self):
+        """The command prefix that starts the privsep daemon as root.
+
+        None leaves oslo.privsep's process-wide one (``priv_context.init``,
+        ``sudo`` by default), for a caller that is not root and gave no
+        root helper; root itself needs none.
+        """
+        if self._root_helper:
+            return shlex.split(self._root_helper)
+        return [] if os.geteuid() == 0 else None
+
+    def _helper(self, operation, batch, arguments):
+        cmd = (CONF.vhost_brick.helper_command, operation) + tuple(
+            '--%s=%s' % (_HELPER_OPTIONS.get(name, name), value)
+            for name, value in arguments.items())
+        kwargs = {}
+        if batch is not None:
+            kwargs['process_input'] = json.dumps(batch)
         try:
             stdout, _stderr = self._execute(
                 *cmd, run_as_root=True, root_helper=self._root_helper,

@@ -16,12 +16,28 @@ import copy
 
 from oslo_config import cfg
 
+from vhost_brick import privileged
 from vhost_brick.privileged import state
 
 
 GROUP = 'vhost_brick'
+PRIVSEP = 'privsep'
+HELPER = 'helper'
 
 _opts = [
+    cfg.StrOpt('privileged_mode',
+               default=PRIVSEP,
+               choices=[(PRIVSEP, 'an oslo.privsep daemon, started once '
+                                  'per process through the root helper; '
+                                  'each call then costs a socket round '
+                                  'trip'),
+                        (HELPER, 'one helper_command process per call, '
+                                 'run through the root helper')],
+               help='How VhostExecutor reaches root. The daemon is '
+                    'configured in the [privsep_vhost_brick] section '
+                    '(capabilities, helper_command, ...). An executor '
+                    'given an explicit execute callable always uses the '
+                    'helper.'),
     cfg.StrOpt('helper_command',
                default='vhost-brick-helper',
                help='The privileged helper that vhost_brick runs through '
@@ -49,6 +65,9 @@ cfg.CONF.register_opts(_opts, group=GROUP)
 def list_opts():
     """oslo.config.opts entry point for sample config generation.
 
-    :returns: a list of (group_name, opts) tuples
+    :returns: a list of (group_name, opts) tuples: vhost_brick's own and
+              oslo.privsep's for vhost_brick's privsep context
     """
-    return [(GROUP, copy.deepcopy(_opts))]
+    from oslo_privsep import priv_context  # only the generator needs it
+    return [(GROUP, copy.deepcopy(_opts)),
+            (privileged.CFG_SECTION, copy.deepcopy(priv_context.OPTS))]

@@ -19,16 +19,24 @@ from vhost_brick.tests import base
 class OptsTestCase(base.TestCase):
 
     def test_list_opts_lists_the_vhost_brick_group(self):
-        [(group, options)] = opts.list_opts()
+        (group, options), _privsep = opts.list_opts()
         self.assertEqual('vhost_brick', group)
-        self.assertEqual({'helper_command', 'lock_path', 'state_path'},
+        self.assertEqual({'privileged_mode', 'helper_command', 'lock_path',
+                          'state_path'},
                          {opt.name for opt in options})
 
+    def test_list_opts_lists_the_privsep_context_group(self):
+        _own, (group, options) = opts.list_opts()
+        self.assertEqual('privsep_vhost_brick', group)
+        self.assertIn('capabilities', {opt.name for opt in options})
+        self.assertIn('helper_command', {opt.name for opt in options})
+
     def test_list_opts_returns_copies(self):
-        [(_group, options)] = opts.list_opts()
+        [(_group, options), _privsep] = opts.list_opts()
         self.assertIsNot(opts._opts[0], options[0])
 
     def test_defaults(self):
+        self.assertEqual('privsep', cfg.CONF.vhost_brick.privileged_mode)
         self.assertEqual('vhost-brick-helper',
                          cfg.CONF.vhost_brick.helper_command)
         self.assertIsNone(cfg.CONF.vhost_brick.lock_path)
