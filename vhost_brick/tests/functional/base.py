@@ -18,6 +18,7 @@ need is a failure, not a skip.
 """
 
 import os
+import select
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,11 @@ def load_kernel_modules():
     # tcm_loop and vhost fabrics appear in configfs on first mkdir.
     for fabric in ('vhost', 'loopback'):
         os.makedirs(os.path.join(lio.TARGET_ROOT, fabric), exist_ok=True)
+
+
+def wait_readable(stream, timeout):
+    """Whether stream has something to read within timeout seconds."""
+    return bool(select.select([stream], [], [], timeout)[0])
 
 
 def vhost_targets():

@@ -266,9 +266,13 @@ def entry_status(entries, wwn):
 WORKER = textwrap.dedent('''
     import json, subprocess, sys
     from oslo_concurrency import lockutils
+    from oslo_config import cfg
     from vhost_brick import VhostExecutor
     lockutils.set_defaults(sys.argv[1])
     index, count = int(sys.argv[2]), int(sys.argv[3])
+    # Both privileged paths at once: half the workers use each.
+    cfg.CONF.set_override('privileged_mode',
+                          ('privsep', 'helper')[index % 2], 'vhost_brick')
     executor = VhostExecutor(root_helper=None)
     kept, errors = [], []
     for i in range(count):
