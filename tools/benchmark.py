@@ -16,7 +16,8 @@ Runs inside the VM (tools/benchmark.sh boots it), as root. With N
 endpoints already present (made with vhost_brick's batch API on null_blk
 devices), it times one endpoint's create, get and delete and the listing
 for: raw configfs from this process (the floor), vhost_brick's public API
-(a root helper process per call), rtslib-fb used naively in this process,
+(a helper process per call, directly and through sudo + vhost-brick-rootwrap,
+and the privsep daemon), rtslib-fb used naively in this process,
 a cinder-rtstool style process per operation that saves the whole
 configuration, and targetcli per command. It also times a batch create
 and delete in one helper call and restore() of the N endpoints after a
@@ -28,11 +29,13 @@ are.
 import argparse
 import glob
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import time
 
+from oslo_concurrency import processutils
 import rtslib_fb
 
 from vhost_brick import executor as vb_executor
@@ -44,7 +47,21 @@ VHOST = lio.VHOST_FABRIC
 # devices with shared tags take about 130 MiB of the 1 GiB guest.
 NULL_BLK_MAX = 2000
 FLOOR = 'raw configfs (floor)'
-API = 'vhost_brick API'
+API = 'vhost_brick API, helper per call'
+ROOTWRAP_API = 'vhost_brick API, helper, sudo + rootwrap'
+PRIVSEP_API = 'vhost_brick API, privsep daemon'
+ROOTWRAP_CONF = '/etc/vhost-brick/rootwrap.conf'
+ROOT_HELPER = 'sudo -n %s %s' % (
+    os.path.join(os.path.dirname(sys.executable), 'vhost-brick-rootwrap'),
+    ROOTWRAP_CONF)
+DAEMON_START = 'privsep daemon start + 1st call, sudo + rootwrap'
+FIRST_CALL = """
+import sys, time
+from vhost_brick import executor
+start = time.monotonic()
+executor.VhostExecutor(root_helper=sys.argv[1]).list_endpoints()
+print(time.monotonic() - start)
+"""
 RTSLIB = 'rtslib-fb naive, this process'
 RTSTOOL = 'rtstool-style process + save'
 TARGETCLI = 'targetcli per command + saveconfig'
@@ -206,6 +223,7 @@ def run(*cmd):
         raise RuntimeError('%s exited %d: %s' % (' '.join(cmd)[:200],
                                                  result.returncode,
                                                  result.stderr[-2000:]))
+    return result.stdout
 
 
 def timed(func, *args):
@@ -230,7 +248,16 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.raw = Raw()
-        self.executor = vb_executor.VhostExecutor(root_helper=None)
+        # An explicit execute: the helper, one process per call.
+        self.executor = vb_executor.VhostExecutor(
+            root_helper=None, execute=processutils.execute)
+        self.executors = {
+            API: self.executor,
+            ROOTWRAP_API: vb_executor.VhostExecutor(
+                root_helper=ROOT_HELPER, execute=processutils.execute),
+            # privileged_mode's default; root starts the daemon directly.
+            PRIVSEP_API: vb_executor.VhostExecutor(root_helper=None),
+        }
         self.devices = iter('/dev/nullb%d' % i for i in range(NULL_BLK_MAX))
         self.serial = 0
         self.population = []
@@ -264,14 +291,14 @@ class Bench:
             expect(os.path.isdir(path), 'raw create ' + wwn)
             self.add(level, 'get', approach, timed(self.raw.get, wwn))
             self.add(level, 'delete', approach, timed(self.raw.delete, wwn))
-        elif approach == API:
+        elif approach in self.executors:
+            api = self.executors[approach]
             self.add(level, 'create', approach,
-                     timed(self.executor.create_endpoint, device, wwn))
-            expect(os.path.isdir(path), 'API create ' + wwn)
-            self.add(level, 'get', approach,
-                     timed(self.executor.get_endpoint, wwn))
+                     timed(api.create_endpoint, device, wwn))
+            expect(os.path.isdir(path), '%s create %s' % (approach, wwn))
+            self.add(level, 'get', approach, timed(api.get_endpoint, wwn))
             self.add(level, 'delete', approach,
-                     timed(self.executor.delete_endpoint, wwn))
+                     timed(api.delete_endpoint, wwn))
         elif approach == RTSLIB:
             self.add(level, 'create', approach,
                      timed(Rtslib.create, name, device, wwn))
@@ -302,7 +329,7 @@ class Bench:
 
     def approaches(self, level):
         slow = SLOW if self.slow_allowed(level) else ()
-        return (FLOOR, API, RTSLIB) + slow
+        return (FLOOR, RTSLIB) + tuple(self.executors) + slow
 
     def warm_up(self):
         """One untimed cycle per approach: page cache, pyc, TCG caches."""
@@ -331,7 +358,8 @@ class Bench:
 
     def measure_lists(self, level):
         self.add(level, 'list', FLOOR, timed(self.raw.list))
-        self.add(level, 'list', API, timed(self.executor.list_endpoints))
+        for approach, api in self.executors.items():
+            self.add(level, 'list', approach, timed(api.list_endpoints))
         self.add(level, 'list', RTSLIB, timed(Rtslib.list))
         if self.slow_allowed(level):
             self.add(level, 'list', TARGETCLI,
@@ -471,6 +499,11 @@ class Bench:
              (high, 'list', API, 'list'), (high, 'list', FLOOR, 'list')),
             ('helper verify vs import rtslib_fb', 1.5,
              'vhost-brick-helper verify', "python -c 'import rtslib_fb'"),
+            ('privsep list vs raw walk, N=%d' % high, 1.3,
+             (high, 'list', PRIVSEP_API, 'list'),
+             (high, 'list', FLOOR, 'list')),
+            ('privsep daemon start vs import rtslib_fb', 2.0,
+             DAEMON_START, "python -c 'import rtslib_fb'"),
             ('batch create per ep vs raw loop, N=%d' % high, 2.0,
              (high, 'create', batch, 'create'),
              (high, 'create', raw_loop, 'create')),
@@ -478,6 +511,11 @@ class Bench:
              (high, 'delete', batch, 'delete'),
              (high, 'delete', raw_loop, 'delete')),
         ]
+        for level in sorted({key[0] for key in medians}):
+            for op, limit in (('create', 2.5), ('delete', 2.5), ('get', 3.0)):
+                checks.append(('privsep %s vs floor, N=%d' % (op, level),
+                               limit, (level, op, PRIVSEP_API, op),
+                               (level, op, FLOOR, op)))
         values = {**medians, **self.startup}
         print('\ntargets (ratios from this run):')
         for label, limit, measured, reference in checks:
@@ -487,8 +525,18 @@ class Bench:
                      'met' if ratio <= limit else 'NOT met'))
 
 
+def install_rootwrap():
+    """The shipped rootwrap configuration, this virtualenv's bin first."""
+    os.makedirs('/etc/vhost-brick/rootwrap.d', exist_ok=True)
+    shutil.copy('etc/vhost-brick/rootwrap.d/vhost-brick.filters',
+                '/etc/vhost-brick/rootwrap.d/')
+    with open('etc/vhost-brick/rootwrap.conf') as shipped:
+        write(ROOTWRAP_CONF, shipped.read().replace(
+            'exec_dirs=', 'exec_dirs=%s,' % os.path.dirname(sys.executable)))
+
+
 def measure_startup(reps):
-    """Helper process start-up against a bare rtslib-fb import."""
+    """Process and daemon start-up against a bare rtslib-fb import."""
     result = {}
     for label, cmd in (
             ('python -c pass', (sys.executable, '-c', 'pass')),
@@ -498,6 +546,10 @@ def measure_startup(reps):
         run(*cmd)
         result[label] = statistics.median(timed(run, *cmd)
                                           for _ in range(reps))
+    # Timed inside a fresh process: what a service's first call costs.
+    result[DAEMON_START] = statistics.median(
+        float(run(sys.executable, '-c', FIRST_CALL, ROOT_HELPER))
+        for _ in range(reps))
     return result
 
 
@@ -525,6 +577,7 @@ def main():
     print('kernel %s, levels %s, %d reps, batch %d, slow-max %d'
           % (os.uname().release, levels, args.reps, args.batch,
              args.slow_max), flush=True)
+    install_rootwrap()
     bench = Bench(args)
     bench.startup = measure_startup(args.reps)
     bench.warm_up()

@@ -41,9 +41,18 @@ class ImportTestCase(base.TestCase):
 
     def test_helper_imports_nothing_that_slows_its_start(self):
         # Every root-wrapped call pays the helper's start-up: oslo.config
-        # and oslo.log would triple it, hashlib (through secrets) and
-        # tempfile add a tenth each.
+        # and oslo.log would triple it, oslo.privsep (with eventlet) more,
+        # hashlib (through secrets) and tempfile add a tenth each.
         self.assertEqual('[]', loaded_modules(
             'import vhost_brick.privileged.helper',
-            ('oslo_config', 'oslo_log', 'hashlib', '_hashlib', 'secrets',
-             'tempfile')))
+            ('oslo_config', 'oslo_log', 'oslo_privsep', 'eventlet',
+             'hashlib', '_hashlib', 'secrets', 'tempfile')))
+
+    def test_helper_mode_never_imports_oslo_privsep(self):
+        self.assertEqual('[]', loaded_modules(
+            'from vhost_brick import executor\n'
+            'from vhost_brick.tests.unit import test_executor\n'
+            'fake = test_executor.FakeExecute()\n'
+            'fake.reply("[]")\n'
+            'executor.VhostExecutor("sudo", execute=fake).list_endpoints()',
+            ('oslo_privsep', 'eventlet')))
