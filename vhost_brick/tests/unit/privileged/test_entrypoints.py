@@ -12,7 +12,6 @@
 
 """The privsep entry points, run in this process (client mode off)."""
 
-import fcntl
 from unittest import mock
 
 import fixtures
@@ -22,6 +21,7 @@ from vhost_brick.privileged import entrypoints
 from vhost_brick.privileged import host
 from vhost_brick.privileged import operations
 from vhost_brick.tests import base
+from vhost_brick.tests.unit.privileged import test_helper
 
 
 WWN = 'naa.5001405000000001'
@@ -49,13 +49,7 @@ class EntrypointTestCase(base.TestCase):
             operations, 'host', autospec=True)).mock
 
     def lock_held(self):
-        with open(self.lock_file) as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            return False
+        return test_helper.lock_held(self.lock_file)
 
     def test_every_operation_is_an_entry_point_of_the_context(self):
         for name in ENTRY_POINTS:

@@ -31,6 +31,17 @@ ENDPOINT = {'wwn': WWN, 'tpgt': 1, 'nexus': 'naa.5001405000000002',
                       'backstore': 'vhost-brick-5001405000000001'}]}
 
 
+def lock_held(lock_file):
+    """Whether someone holds the host lock exclusively."""
+    with open(lock_file) as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return False
+
+
 class HelperTestCase(base.TestCase):
 
     def setUp(self):
@@ -60,14 +71,7 @@ class HelperTestCase(base.TestCase):
         return helper.main(list(argv))
 
     def lock_held(self):
-        """Whether someone holds the host lock exclusively."""
-        with open(self.lock_file) as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            return False
+        return lock_held(self.lock_file)
 
     def error(self):
         return json.loads(self.stderr.getvalue().splitlines()[-1])
