@@ -155,7 +155,7 @@ class FunctionalTestCase(base.TestCase):
         holder = subprocess.Popen(
             [sys.executable, '-c',
              'import sys\n'
-             'from vhost_brick import vhostdev\n'
+             'from vhost_brick.privileged import vhostdev\n'
              'with vhostdev.claim(sys.argv[1]):\n'
              '    print("held", flush=True)\n'
              '    sys.stdin.read()\n', wwn],
