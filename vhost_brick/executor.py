@@ -288,7 +288,9 @@ class VhostExecutor(Executor):
                                           reason=str(err)) from err
         if 'error' in answer:
             raise exception.from_report(answer['error'])
-        return answer['result']
+        # msgpack hands every list back as a tuple: through JSON, the
+        # answer is the same plain data the helper prints.
+        return json.loads(json.dumps(answer['result']))
 
     def _daemon_prefix(self):
         """The command prefix that starts the privsep daemon as root.

@@ -114,6 +114,14 @@ class CallTestCase(PrivsepTestCase):
         self.operations.show.assert_called_once_with(WWN)
         self.operations.delete.assert_called_once_with(WWN)
 
+    def test_answers_are_the_helpers_plain_data_not_msgpack_tuples(self):
+        with mock.patch.object(
+                entrypoints, 'cleanup',
+                return_value={'result': {'endpoints': (),
+                                         'backstores': ('x',)}}):
+            self.assertEqual({'endpoints': [], 'backstores': ['x']},
+                             self.executor.cleanup())
+
     def test_a_typed_error_keeps_its_class_and_fields(self):
         self.operations.show.side_effect = exception.EndpointNotFound(wwn=WWN)
         err = self.assertRaises(exception.EndpointNotFound,
