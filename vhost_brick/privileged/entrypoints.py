@@ -22,6 +22,7 @@ caller raises the same exception class with the same fields
 would keep only the message.
 """
 
+import inspect
 import logging
 import os
 
@@ -33,13 +34,18 @@ from vhost_brick.privileged import operations
 LOG = logging.getLogger(__name__)
 
 
-def _answer(operation, *args, **kwargs):
+def _answer(operation, args, kwargs):
     try:
         if os.geteuid() != 0:
             # A helper_command without sudo starts a daemon that could
             # only fail half-way through every change.
             raise exception.PermissionDenied(command='the privsep daemon')
-        return {'result': operation(*args, **kwargs)}
+        try:
+            call = inspect.signature(operation).bind(*args, **kwargs)
+        except TypeError as err:
+            raise exception.InvalidArgument(reason=str(err)) from err
+        call.apply_defaults()
+        return {'result': operation(*call.args, **call.kwargs)}
     except exception.VhostBrickException as err:
         return {'error': exception.to_report(err)}
     except Exception as err:
@@ -48,46 +54,26 @@ def _answer(operation, *args, **kwargs):
             exception.BackendError(reason=str(err)))}
 
 
-@privileged.default.entrypoint
-def create(device_path, wwn=None, nexus=None):
-    return _answer(operations.create, device_path, wwn=wwn, nexus=nexus)
+def _entrypoint(name):
+    """The entry point of operations.<name>, under that name.
+
+    privsep finds it in the daemon by this module and that name. It takes
+    the operation's arguments; a call of any other shape is answered with
+    InvalidArgument.
+    """
+    def call(*args, **kwargs):
+        return _answer(getattr(operations, name), args, kwargs)
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = getattr(operations, name).__doc__
+    return privileged.default.entrypoint(call)
 
 
-@privileged.default.entrypoint
-def create_many(specs):
-    return _answer(operations.create_many, specs)
-
-
-@privileged.default.entrypoint
-def delete(wwn):
-    return _answer(operations.delete, wwn)
-
-
-@privileged.default.entrypoint
-def delete_many(wwns):
-    return _answer(operations.delete_many, wwns)
-
-
-@privileged.default.entrypoint
-def show(wwn):
-    return _answer(operations.show, wwn)
-
-
-@privileged.default.entrypoint
-def list_endpoints():
-    return _answer(operations.list_endpoints)
-
-
-@privileged.default.entrypoint
-def restore():
-    return _answer(operations.restore)
-
-
-@privileged.default.entrypoint
-def cleanup():
-    return _answer(operations.cleanup)
-
-
-@privileged.default.entrypoint
-def verify():
-    return _answer(operations.verify)
+create = _entrypoint('create')
+create_many = _entrypoint('create_many')
+delete = _entrypoint('delete')
+delete_many = _entrypoint('delete_many')
+show = _entrypoint('show')
+list_endpoints = _entrypoint('list_endpoints')
+restore = _entrypoint('restore')
+cleanup = _entrypoint('cleanup')
+verify = _entrypoint('verify')

@@ -17,6 +17,8 @@ from oslo_concurrency import lockutils
 from oslo_config import fixture as config_fixture
 from oslotest import base
 
+from vhost_brick import privileged
+
 
 class TestCase(base.BaseTestCase):
     """oslotest TestCase with vhost_brick's options reset per test."""
@@ -26,3 +28,16 @@ class TestCase(base.BaseTestCase):
         self.conf = self.useFixture(config_fixture.Config(lockutils.CONF))
         self.lock_path = self.useFixture(fixtures.TempDir()).path
         self.conf.config(lock_path=self.lock_path, group='oslo_concurrency')
+
+
+class PrivsepInProcess(fixtures.Fixture):
+    """vhost_brick's privsep entry points run in this process, as root.
+
+    privsep's client mode off: a call runs the entry point here, as the
+    daemon would, and the daemon's uid check sees root.
+    """
+
+    def _setUp(self):
+        privileged.default.set_client_mode(False)
+        self.addCleanup(privileged.default.set_client_mode, True)
+        self.useFixture(fixtures.MockPatch('os.geteuid', return_value=0))

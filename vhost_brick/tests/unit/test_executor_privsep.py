@@ -40,9 +40,7 @@ class PrivsepTestCase(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        privileged.default.set_client_mode(False)
-        self.addCleanup(privileged.default.set_client_mode, True)
-        self.useFixture(fixtures.MockPatch('os.geteuid', return_value=0))
+        self.useFixture(base.PrivsepInProcess())
         self.useFixture(fixtures.MonkeyPatch(
             'vhost_brick.privileged.entrypoints.operations',
             mock.create_autospec(operations)))

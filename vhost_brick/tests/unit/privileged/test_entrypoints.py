@@ -33,9 +33,7 @@ class EntrypointTestCase(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        privileged.default.set_client_mode(False)
-        self.addCleanup(privileged.default.set_client_mode, True)
-        self.useFixture(fixtures.MockPatch('os.geteuid', return_value=0))
+        self.useFixture(base.PrivsepInProcess())
         tmp = self.useFixture(fixtures.TempDir()).path
         self.lock_file = tmp + '/lock'
         self.useFixture(fixtures.MonkeyPatch(
@@ -87,6 +85,14 @@ class EntrypointTestCase(base.TestCase):
         answer = entrypoints.list_endpoints()
         self.assertEqual({'reason': 'boom'}, answer['error']['kwargs'])
         self.assertEqual('BackendError', answer['error']['error'])
+
+    def test_a_call_of_another_shape_is_invalid_argument(self):
+        for args, kwargs in (((), {}), ((WWN, WWN), {}),
+                             ((WWN,), {'state_path': '/tmp'})):
+            answer = entrypoints.show(*args, **kwargs)
+            self.assertEqual('InvalidArgument', answer['error']['error'],
+                             (args, kwargs))
+        self.lio.show.assert_not_called()
 
     def test_a_daemon_that_is_not_root_refuses_before_anything(self):
         with mock.patch('os.geteuid', return_value=1000):
