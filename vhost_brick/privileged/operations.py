@@ -33,18 +33,25 @@ from vhost_brick.privileged import lio
 from vhost_brick.privileged import state
 
 
-# Serialises every privileged change on this host, whoever makes it.
-LOCK_FILE = '/run/lock/vhost-brick.lock'
+# Serialises every privileged change on this host, whoever makes it. In
+# a directory of root's own under /run, where no other user can create,
+# hold or replace the file; in world-writable /run/lock anyone could
+# hold it (flock needs only a read descriptor) or plant a symlink.
+LOCK_FILE = '/run/vhost-brick/endpoints.lock'
 # Root-owned configuration; the caller cannot point root elsewhere.
 CONFIG_FILE = '/etc/vhost-brick/vhost-brick.conf'
 
 
 @contextlib.contextmanager
 def _host_lock(shared=False):
-    os.makedirs(os.path.dirname(LOCK_FILE), exist_ok=True)
-    with open(LOCK_FILE, 'a') as lock:
+    os.makedirs(os.path.dirname(LOCK_FILE), mode=0o700, exist_ok=True)
+    lock = os.open(LOCK_FILE, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW |
+                   os.O_CLOEXEC, 0o600)
+    try:
         fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(lock)
 
 
 def _state_path():
