@@ -24,7 +24,9 @@ from hypothesis import strategies as st
 
 from vhost_brick import exception
 from vhost_brick import executor
+from vhost_brick.privileged import entrypoints
 from vhost_brick.privileged import helper
+from vhost_brick.privileged import host
 from vhost_brick.privileged import lio
 from vhost_brick.privileged import operations
 from vhost_brick.tests import base
@@ -183,3 +185,74 @@ class HostileHelperTestCase(base.TestCase):
         create.mock.assert_called_once_with(
             create.mock.call_args.args[0], '--wwn=naa.5001405000000001',
             wwn=None, nexus=None)
+
+
+class HostileEntrypointTestCase(base.TestCase):
+    """The same table sent straight to the privsep entry points.
+
+    No executor validates first here: this is what any code running in
+    the service's process could send the root daemon.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(base.PrivsepInProcess())
+        self.tmp = self.useFixture(hostile.ScratchFiles()).path
+        root = self.useFixture(fixtures.TempDir()).path
+        self.state_path = os.path.join(root, 'state')
+        with open(os.path.join(root, 'vhost-brick.conf'), 'w') as conf:
+            conf.write('[vhost_brick]\nstate_path = %s\n' % self.state_path)
+        self.useFixture(fixtures.MonkeyPatch(
+            'vhost_brick.privileged.operations.LOCK_FILE', root + '/lock'))
+        self.useFixture(fixtures.MonkeyPatch(
+            'vhost_brick.privileged.operations.CONFIG_FILE',
+            root + '/vhost-brick.conf'))
+        self.lio = self.useFixture(fixtures.MockPatchObject(
+            operations, 'lio', autospec=True)).mock
+        self.useFixture(fixtures.MockPatchObject(
+            host, 'lio', self.lio))
+        accept_loop0(self)
+
+    def rows(self):
+        for description, kwargs, error in hostile.BAD_CREATE_INPUTS:
+            kwargs = {name: fill(value, self.tmp, DISK)
+                      for name, value in kwargs.items()}
+            kwargs.setdefault('device_path', DISK)
+            yield description, kwargs, error
+
+    def assertChangedNothing(self):
+        self.assertEqual([], self.lio.mock_calls)
+        self.assertFalse(os.path.exists(self.state_path))
+
+    def test_every_bad_create_gets_its_typed_error(self):
+        for description, kwargs, error in self.rows():
+            answer = entrypoints.create(**kwargs)
+            self.assertEqual(error.__name__, answer['error']['error'],
+                             description)
+        self.assertChangedNothing()
+
+    def test_every_bad_spec_refuses_the_whole_batch(self):
+        for description, spec, error in self.rows():
+            answer = entrypoints.create_many([{'device_path': DISK}, spec])
+            self.assertEqual(error.__name__, answer['error']['error'],
+                             description)
+        self.assertChangedNothing()
+
+    def test_bad_wwns_and_batches_get_typed_errors(self):
+        for call, args in ((entrypoints.delete, (None,)),
+                           (entrypoints.delete_many, ('naa.5001405abc',)),
+                           (entrypoints.delete_many, ([1],)),
+                           (entrypoints.create_many, ({'x': 1},)),
+                           (entrypoints.list_endpoints, ('extra',))):
+            answer = call(*args)
+            self.assertIn(answer['error']['error'],
+                          ('Invalid', 'InvalidWWN', 'InvalidArgument'),
+                          (call, args))
+        self.assertChangedNothing()
+
+    def test_show_of_a_bad_wwn_is_invalid_wwn_before_any_read(self):
+        with fixtures.MockPatchObject(operations, 'lio', lio), \
+                fixtures.MockPatchObject(lio, '_describe') as describe:
+            answer = entrypoints.show('naa.6001405bd4e8476d')
+        self.assertEqual('InvalidWWN', answer['error']['error'])
+        describe.mock.assert_not_called()
