@@ -65,8 +65,10 @@ print(time.monotonic() - start)
 RTSLIB = 'rtslib-fb naive, this process'
 RTSTOOL = 'rtstool-style process + save'
 TARGETCLI = 'targetcli per command + saveconfig'
-SLOW = (RTSTOOL, TARGETCLI)
 RAW_LOOP = 'raw configfs, %d in a loop, per endpoint'
+SLOW = (RTSTOOL, TARGETCLI)
+# Every approach a cycle can take; each cycle uses one fresh device.
+APPROACHES = (FLOOR, RTSLIB, API, ROOTWRAP_API, PRIVSEP_API) + SLOW
 RTSTOOL_CREATE = '''
 import sys, rtslib_fb as r
 root = r.RTSRoot()
@@ -564,7 +566,8 @@ def main():
                              'targetcli are measured')
     args = parser.parse_args()
     levels = sorted(int(level) for level in args.levels.split(','))
-    count = max(levels) + len(levels) * (args.batch + 5 * args.reps) + 5
+    count = (max(levels) + len(levels) * (args.batch + len(APPROACHES) *
+                                          args.reps) + len(APPROACHES))
     if count > NULL_BLK_MAX:
         parser.error('the run needs %d null_blk devices, more than %d'
                      % (count, NULL_BLK_MAX))
