@@ -22,6 +22,7 @@ caller raises the same exception class with the same fields
 would keep only the message.
 """
 
+import functools
 import inspect
 import logging
 import os
@@ -34,6 +35,10 @@ from vhost_brick.privileged import operations
 LOG = logging.getLogger(__name__)
 
 
+# inspect.signature costs more than a whole get under TCG: once each.
+_signature = functools.lru_cache(maxsize=None)(inspect.signature)
+
+
 def _answer(operation, args, kwargs):
     try:
         if os.geteuid() != 0:
@@ -41,7 +46,7 @@ def _answer(operation, args, kwargs):
             # only fail half-way through every change.
             raise exception.PermissionDenied(command='the privsep daemon')
         try:
-            call = inspect.signature(operation).bind(*args, **kwargs)
+            call = _signature(operation).bind(*args, **kwargs)
         except TypeError as err:
             raise exception.InvalidArgument(reason=str(err)) from err
         call.apply_defaults()

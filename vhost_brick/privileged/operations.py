@@ -44,9 +44,12 @@ CONFIG_FILE = '/etc/vhost-brick/vhost-brick.conf'
 
 @contextlib.contextmanager
 def _host_lock(shared=False):
-    os.makedirs(os.path.dirname(LOCK_FILE), mode=0o700, exist_ok=True)
-    lock = os.open(LOCK_FILE, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW |
-                   os.O_CLOEXEC, 0o600)
+    flags = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        lock = os.open(LOCK_FILE, flags, 0o600)
+    except FileNotFoundError:  # the first call since boot
+        os.makedirs(os.path.dirname(LOCK_FILE), mode=0o700, exist_ok=True)
+        lock = os.open(LOCK_FILE, flags, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
