@@ -24,6 +24,10 @@ class VhostLun:
     lun: int
     device_path: str
     backstore: str
+    #: the unit serial (VPD page 0x80) the guest sees
+    serial: str
+    #: whether the guest sees the LUN write-protected
+    read_only: bool
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -31,7 +35,8 @@ class VhostLun:
     @classmethod
     def from_dict(cls, data):
         return cls(lun=int(data['lun']), device_path=data['device_path'],
-                   backstore=data['backstore'])
+                   backstore=data['backstore'], serial=data['serial'],
+                   read_only=bool(data['read_only']))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -76,6 +76,16 @@ class InvalidArgument(Invalid):
     helper_exit_code = 14
 
 
+class InvalidSerial(Invalid):
+    message = "Invalid unit serial %(serial)r: %(reason)s"
+    helper_exit_code = 16
+
+
+class DeviceNotAllowed(InvalidDevice):
+    message = "Device %(device)r is refused by rule %(rule)s: %(reason)s"
+    helper_exit_code = 17
+
+
 class EndpointNotFound(VhostBrickException):
     message = "No vhost endpoint with WWN %(wwn)s."
     helper_exit_code = 20
@@ -86,8 +96,8 @@ class EndpointExists(VhostBrickException):
     helper_exit_code = 21
 
 
-class DeviceInUse(VhostBrickException):
-    message = "Device %(device)s is in use: %(reason)s"
+class DeviceInUse(DeviceNotAllowed):
+    message = "Device %(device)s is in use (rule %(rule)s): %(reason)s"
     helper_exit_code = 22
 
 
@@ -100,6 +110,12 @@ class EndpointInUse(VhostBrickException):
 class KernelSupportMissing(VhostBrickException):
     message = "Kernel support for vhost-scsi is missing: %(reason)s"
     helper_exit_code = 30
+
+
+class LockTimeout(VhostBrickException):
+    message = ("Gave up after %(timeout)s s waiting for the host lock "
+               "%(path)s, held by %(holder)s.")
+    helper_exit_code = 24
 
 
 class PermissionDenied(VhostBrickException):

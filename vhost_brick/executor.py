@@ -50,7 +50,7 @@ LOCK_PREFIX = 'vhost-brick-'
 LOCK_NAME = 'endpoints'
 
 # The helper's option for an argument, where it is not the same name.
-_HELPER_OPTIONS = {'device_path': 'device'}
+_HELPER_OPTIONS = {'device_path': 'device', 'read_only': 'read-only'}
 # The privsep entry point of an operation, where it is not the same name.
 _ENTRYPOINTS = {'list': 'list_endpoints'}
 
@@ -93,29 +93,34 @@ class VhostExecutor(Executor):
     Options come from the ``[vhost_brick]`` group of ``cfg.CONF``.
     """
 
-    def create_endpoint(self, device_path, wwn=None, nexus=None):
+    def create_endpoint(self, device_path, wwn=None, nexus=None,
+                        serial=None, read_only=False):
         """Export a block device as a new vhost-scsi endpoint.
 
-        Retry-safe: repeating a call with the same ``wwn`` and device
-        returns the existing endpoint. Atomic: on failure nothing this
-        call created is left behind.
+        Retry-safe: repeating a call with the same arguments returns the
+        existing endpoint. Atomic: on failure nothing this call created
+        is left behind. Root admits the device only as its own policy
+        allows (``allowed_devices`` and the rules that always apply, see
+        the security page of the docs).
 
         :param device_path: absolute path of a block device; recorded as
                             given, so stable ``/dev/disk/by-id`` names work
         :param wwn: target WWN ``naa.`` + 16 hex digits; None generates one
         :param nexus: I_T nexus WWN, same format; None generates one
+        :param serial: the unit serial the guest sees, e.g. the volume id;
+                       None generates one. Kept across restores.
+        :param read_only: write-protect the LUN for the guest
         :returns: the :class:`~vhost_brick.endpoint.VhostEndpoint`
-        :raises: InvalidDevice, InvalidWWN, InvalidNexus, EndpointExists,
-                 DeviceInUse, KernelSupportMissing, HelperFailed
+        :raises: InvalidDevice, DeviceNotAllowed, DeviceInUse, InvalidWWN,
+                 InvalidNexus, InvalidSerial, EndpointExists, LockTimeout,
+                 KernelSupportMissing, HelperFailed, PrivsepFailed
         """
-        validation.validate_device_path(device_path)
-        if wwn is not None:
-            wwn = validation.validate_wwn(wwn)
-        if nexus is not None:
-            nexus = validation.validate_nexus(nexus)
+        spec, = validation.validate_endpoint_specs([{
+            'device_path': device_path, 'wwn': wwn, 'nexus': nexus,
+            'serial': serial, 'read_only': read_only}])
         with self._lock():
-            result = endpoint.VhostEndpoint.from_dict(self._privileged(
-                'create', device_path=device_path, wwn=wwn, nexus=nexus))
+            result = endpoint.VhostEndpoint.from_dict(
+                self._privileged('create', **spec))
         LOG.info('Created vhost endpoint %(wwn)s for %(device)s',
                  {'wwn': result.wwn, 'device': device_path})
         return result
@@ -145,7 +150,8 @@ class VhostExecutor(Executor):
         with its typed error, and the others are still created.
 
         :param specs: iterable of mappings with ``device_path`` and
-                      optional ``wwn`` and ``nexus``
+                      optional ``wwn``, ``nexus``, ``serial`` and
+                      ``read_only``
         :returns: :class:`~vhost_brick.endpoint.CreateReport`
         :raises: Invalid, InvalidDevice, InvalidWWN, InvalidNexus when any
                  spec is invalid or two name the same WWN or device (then
@@ -205,9 +211,12 @@ class VhostExecutor(Executor):
     def restore(self):
         """Recreate the endpoints vhost_brick recorded, e.g. after a boot.
 
-        Each comes back with its WWN and nexus; endpoints already present
-        and everything vhost_brick does not own are left alone, and a
-        missing device is reported without stopping the others.
+        Each comes back with its WWN, nexus, unit serial and read-only
+        flag; endpoints already present and everything vhost_brick does
+        not own are left alone. A device that is missing, that the policy
+        now refuses, or whose identity is not the recorded one (its name
+        now belongs to another disk) is reported and not exported,
+        without stopping the others.
 
         :returns: :class:`~vhost_brick.endpoint.RestoreReport`
         """
@@ -305,8 +314,10 @@ class VhostExecutor(Executor):
 
     def _helper(self, operation, batch, arguments):
         cmd = (CONF.vhost_brick.helper_command, operation) + tuple(
-            '--%s=%s' % (_HELPER_OPTIONS.get(name, name), value)
-            for name, value in arguments.items())
+            # A flag option is there when true; False is left out.
+            '--' + _HELPER_OPTIONS.get(name, name) + (
+                '' if value is True else '=%s' % value)
+            for name, value in arguments.items() if value is not False)
         kwargs = {}
         if batch is not None:
             kwargs['process_input'] = json.dumps(batch)

@@ -17,6 +17,7 @@ import copy
 from oslo_config import cfg
 
 from vhost_brick import privileged
+from vhost_brick.privileged import rootconf
 from vhost_brick.privileged import state
 
 
@@ -57,6 +58,25 @@ _opts = [
                     'recreate them after a reboot. The helper reads it from '
                     '/etc/vhost-brick/vhost-brick.conf; it never accepts it '
                     'from its caller.'),
+    cfg.ListOpt('allowed_devices',
+                default=list(rootconf.DEFAULT_ALLOWED_DEVICES),
+                help='Glob patterns of the block device paths root may '
+                     'export, matched against the path the caller gives, '
+                     'normalised; "*" stays within one path component and '
+                     'a "**" component matches any number of them. Read by '
+                     'the root side from /etc/vhost-brick/vhost-brick.conf '
+                     'only. The default admits any block device under /dev; '
+                     'a production host should name only its volumes, e.g. '
+                     '/dev/disk/by-id/*, /dev/cinder-volumes/*. Mounted, '
+                     'swap, held, LIO-backed devices and the root '
+                     'filesystem\'s disk are refused whatever this says.'),
+    cfg.FloatOpt('lock_timeout',
+                 default=rootconf.DEFAULT_LOCK_TIMEOUT,
+                 min=0.001,
+                 help='Seconds a privileged call waits for the host lock '
+                      'before it fails with LockTimeout, naming the '
+                      'process that holds it. Read by the root side from '
+                      '/etc/vhost-brick/vhost-brick.conf only.'),
 ]
 
 cfg.CONF.register_opts(_opts, group=GROUP)

@@ -36,7 +36,14 @@ _NAA_TYPES = frozenset('125cdef')
 GENERATED_WWN_PREFIX = 'naa.5001405'
 
 # What one endpoint spec of a batch may say.
-SPEC_KEYS = ('device_path', 'wwn', 'nexus')
+SPEC_KEYS = ('device_path', 'wwn', 'nexus', 'serial', 'read_only')
+
+# A LUN's unit serial (VPD page 0x80): printable ASCII without spaces,
+# which the kernel would strip from the ends, or commas, which the
+# rootwrap filter syntax cannot express. The kernel takes fewer than
+# INQUIRY_VPD_SERIAL_LEN (254) bytes.
+_SERIAL_RE = re.compile(r'[!-+\--~]{1,253}\Z')
+MAX_SERIAL = 253
 
 # The kernel stores a block backstore's udev_path in a 512-byte buffer.
 MAX_DEVICE_PATH = 511
@@ -115,6 +122,32 @@ def validate_device_path(device_path):
     return device_path
 
 
+def validate_serial(serial):
+    """Check a unit serial for a LUN; return it unchanged.
+
+    :raises: :class:`~vhost_brick.exception.InvalidSerial`
+    """
+    if not isinstance(serial, str):
+        raise exception.InvalidSerial(serial=serial, reason='must be a string')
+    if not _SERIAL_RE.match(serial):
+        raise exception.InvalidSerial(
+            serial=serial, reason='must be 1 to %d printable ASCII '
+                                  'characters without spaces or commas'
+                                  % MAX_SERIAL)
+    return serial
+
+
+def validate_read_only(read_only):
+    """Check the read-only flag of a LUN: a bool, nothing that looks like one.
+
+    :raises: :class:`~vhost_brick.exception.Invalid`
+    """
+    if not isinstance(read_only, bool):
+        raise exception.Invalid(reason='read_only must be True or False, not '
+                                       '%r' % (read_only,))
+    return read_only
+
+
 def _sectors(rdev):
     """Size of a block device in 512-byte sectors from sysfs, or None."""
     try:
@@ -128,10 +161,10 @@ def _sectors(rdev):
 def validate_endpoint_specs(specs):
     """Check a batch of endpoint specs; return them as plain dicts.
 
-    Each spec is a mapping with ``device_path`` and optionally ``wwn``
-    and ``nexus``; the result has all three keys (None when absent). Two
-    specs with the same WWN or device path are refused: the second could
-    only fail.
+    Each spec is a mapping with ``device_path`` and optionally ``wwn``,
+    ``nexus``, ``serial`` and ``read_only``; the result has every key
+    (None, or False for ``read_only``, when absent). Two specs with the
+    same WWN or device path are refused: the second could only fail.
     """
     if isinstance(specs, (str, bytes, collections.abc.Mapping)) or \
             not isinstance(specs, collections.abc.Iterable):
@@ -146,13 +179,17 @@ def validate_endpoint_specs(specs):
         if 'device_path' not in keys or not keys <= set(SPEC_KEYS):
             raise exception.Invalid(
                 reason='endpoint spec %d has keys %s; it needs device_path '
-                       'and may have wwn and nexus'
-                       % (index, sorted(map(str, keys))))
+                       'and may have %s'
+                       % (index, sorted(map(str, keys)),
+                          ', '.join(SPEC_KEYS[1:])))
         wwn, nexus = spec.get('wwn'), spec.get('nexus')
+        serial = spec.get('serial')
         result.append({
             'device_path': validate_device_path(spec['device_path']),
             'wwn': None if wwn is None else validate_wwn(wwn),
-            'nexus': None if nexus is None else validate_nexus(nexus)})
+            'nexus': None if nexus is None else validate_nexus(nexus),
+            'serial': None if serial is None else validate_serial(serial),
+            'read_only': validate_read_only(spec.get('read_only', False))})
     _refuse_duplicates('device path',
                        [spec['device_path'] for spec in result])
     _refuse_duplicates('WWN', [spec['wwn'] for spec in result

@@ -58,7 +58,8 @@ def _read_batch():
 
 
 def _create(args):
-    return operations.create(args.device, wwn=args.wwn, nexus=args.nexus)
+    return operations.create(args.device, wwn=args.wwn, nexus=args.nexus,
+                             serial=args.serial, read_only=args.read_only)
 
 
 def _delete(args):
@@ -88,6 +89,10 @@ def build_parser():
                         help='absolute path of the block device')
     create.add_argument('--wwn', help='target WWN, naa. + 16 hex digits')
     create.add_argument('--nexus', help='I_T nexus WWN, same format')
+    create.add_argument('--serial', help='unit serial the guest sees '
+                        '(default: a generated UUID)')
+    create.add_argument('--read-only', action='store_true',
+                        help='write-protect the LUN for the guest')
     create.set_defaults(func=_create)
 
     for name, func, text in (
@@ -99,7 +104,8 @@ def build_parser():
 
     commands.add_parser(
         'create-many', help='create the endpoints of a JSON list of '
-        '{"device_path", "wwn", "nexus"} specs read from stdin'
+        '{"device_path", "wwn", "nexus", "serial", "read_only"} specs '
+        'read from stdin'
     ).set_defaults(func=_create_many)
     commands.add_parser(
         'delete-many', help='delete the endpoints of a JSON list of WWNs '

@@ -23,8 +23,11 @@ without stopping the rest.
 
 import contextlib
 import logging
+import os
+import uuid
 
 from vhost_brick import exception
+from vhost_brick.privileged import devices
 from vhost_brick.privileged import lio
 from vhost_brick.privileged import state
 from vhost_brick.privileged import vhostdev
@@ -52,31 +55,58 @@ def _converge(record, wwn):
     return None
 
 
-def create(record, device_path, wwn=None, nexus=None):
-    """Create an endpoint and record it; see VhostExecutor.create_endpoint."""
-    validation.validate_device_path(device_path)
-    if nexus is not None:
-        validation.validate_nexus(nexus)
-    return _create(record, device_path,
-                   None if wwn is None else validation.validate_wwn(wwn),
-                   nexus)
+def create(record, allowed_devices, device_path, wwn=None, nexus=None,
+           serial=None, read_only=False):
+    """Create an endpoint and record it; see VhostExecutor.create_endpoint.
+
+    :param allowed_devices: the root configuration's device patterns
+    """
+    spec, = validation.validate_endpoint_specs([{
+        'device_path': device_path, 'wwn': wwn, 'nexus': nexus,
+        'serial': serial, 'read_only': read_only}])
+    return _create(record, allowed_devices, **spec)
 
 
-def _create(record, device_path, wwn, nexus):
+def _admit(device_path, allowed_devices):
+    """devices.admit, naming the LIO object that holds a busy device."""
+    try:
+        return devices.admit(device_path, allowed_devices)
+    except exception.DeviceInUse as err:
+        if err.kwargs['rule'] != devices.HELD_EXCLUSIVELY:
+            raise
+        users = lio.lio_users(os.stat(device_path).st_rdev)
+        if not users:
+            raise
+        raise exception.DeviceInUse(
+            device=device_path, rule=devices.LIO_BACKSTORE,
+            reason='LIO storage object %s uses it' % ', '.join(users)
+        ) from err
+
+
+def _create(record, allowed_devices, device_path, wwn, nexus, serial,
+            read_only):
     """create() of input already validated."""
     wwn = lio.unused_wwn() if wwn is None else wwn
     previous = _converge(record, wwn)
+    found = lio.existing(wwn, device_path, nexus=nexus, serial=serial,
+                         read_only=read_only)
+    if found is not None:
+        return found
+    device = _admit(device_path, allowed_devices)
+    serial = str(uuid.uuid4()) if serial is None else serial
+    lun = {'lun': lio.LUN, 'device_path': device_path,
+           'backstore': lio.backstore_name(wwn), 'serial': serial,
+           'read_only': read_only, 'identity': device.identity}
     if previous is None:
-        record.set(wwn, state.CREATING,
-                   luns=[{'lun': lio.LUN, 'device_path': device_path,
-                          'backstore': lio.backstore_name(wwn)}])
+        record.set(wwn, state.CREATING, luns=[lun])
     try:
-        endpoint = lio.create(device_path, wwn=wwn, nexus=nexus)
+        endpoint = lio.create(device, wwn, nexus, serial, read_only)
     except BaseException:
         if previous is None:
             record.discard(wwn)
         raise
-    record.set(wwn, state.PRESENT, **_fields(endpoint))
+    record.set(wwn, state.PRESENT, nexus=endpoint['nexus'],
+               tpgt=endpoint['tpgt'], luns=[lun])
     return endpoint
 
 
@@ -112,11 +142,12 @@ def _reported(failed, item):
             exception.BackendError(reason=str(err)))})
 
 
-def create_many(record, specs):
+def create_many(record, allowed_devices, specs):
     """Create each endpoint of specs as :func:`create` would.
 
-    :param specs: mappings with ``device_path`` and optional ``wwn`` and
-                  ``nexus``; the whole batch is refused if one is invalid
+    :param specs: mappings with ``device_path`` and optional ``wwn``,
+                  ``nexus``, ``serial`` and ``read_only``; the whole
+                  batch is refused if one is invalid
     :returns: dict with ``created`` (endpoint dicts) and ``failed``
               (``{"item": spec, "error": report}`` dicts)
     """
@@ -124,7 +155,8 @@ def create_many(record, specs):
     report = {'created': [], 'failed': []}
     for spec in specs:
         with _reported(report['failed'], spec):
-            report['created'].append(_create(record, **spec))
+            report['created'].append(
+                _create(record, allowed_devices, **spec))
     return report
 
 
@@ -144,12 +176,15 @@ def delete_many(record, wwns):
     return report
 
 
-def restore(record):
+def restore(record, allowed_devices):
     """Recreate recorded endpoints that LIO lost, e.g. after a reboot.
 
-    Endpoints come back with the same WWN and nexus. Ones already present
-    are left alone, a missing device is reported without stopping the
-    others, and nothing that is not in the record is touched.
+    Endpoints come back with the same WWN, nexus, unit serial and
+    read-only flag, on a device admitted as for a create. A device whose
+    identity differs from the recorded one (its name now belongs to
+    another disk) is refused. Ones already present are left alone, a
+    refused or missing device is reported without stopping the others,
+    and nothing that is not in the record is touched.
 
     :returns: dict with ``restored`` and ``already_present`` (lists of
               endpoint dicts) and ``failed`` (``{"item": wwn, "error":
@@ -170,13 +205,33 @@ def restore(record):
                             'rebuilding it', wwn)
                 lio.delete(wwn)
             report['restored'].append(
-                lio.create(entry['luns'][0]['device_path'], wwn=wwn,
-                           nexus=entry['nexus']))
+                _recreate(record, allowed_devices, wwn, entry))
     for failure in report['failed']:
         LOG.error('Cannot restore endpoint %(wwn)s: %(error)s',
                   {'wwn': failure['item'],
                    'error': failure['error']['message']})
     return report
+
+
+def _recreate(record, allowed_devices, wwn, entry):
+    """Create wwn again as entry records it; record what was applied."""
+    lun = dict(entry['luns'][0])
+    device = _admit(lun['device_path'], allowed_devices)
+    if lun.get('identity') is not None and \
+            device.identity != lun['identity']:
+        raise exception.DeviceNotAllowed(
+            device=lun['device_path'], rule=devices.IDENTITY,
+            reason='it is now %s, not the recorded %s'
+                   % (device.identity, lun['identity']))
+    # Entries of format 2 had neither: the serial is fixed from now on.
+    lun.setdefault('serial', str(uuid.uuid4()))
+    lun.setdefault('read_only', False)
+    lun.setdefault('identity', device.identity)
+    endpoint = lio.create(device, wwn, entry['nexus'], lun['serial'],
+                          lun['read_only'])
+    if lun != entry['luns'][0]:
+        record.set(wwn, state.PRESENT, **dict(_fields(entry), luns=[lun]))
+    return endpoint
 
 
 def _live(wwn):
@@ -187,9 +242,17 @@ def _live(wwn):
 
 
 def _matches(live, entry):
-    return (live['nexus'] == entry['nexus'] and
-            [lun['device_path'] for lun in live['luns']] ==
-            [lun['device_path'] for lun in entry['luns']])
+    """Whether a live endpoint is what entry records.
+
+    Entries of format 2 have no serial or read-only flag to compare.
+    """
+    if live['nexus'] != entry['nexus'] or \
+            len(live['luns']) != len(entry['luns']):
+        return False
+    return all(live_lun.get(key) == lun[key]
+               for live_lun, lun in zip(live['luns'], entry['luns'])
+               for key in ('device_path', 'serial', 'read_only')
+               if key in lun)
 
 
 def cleanup(record):

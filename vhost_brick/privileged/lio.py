@@ -30,10 +30,12 @@ import glob
 import importlib
 import logging
 import os
+import re
+import stat
 import subprocess
-import uuid
 
 from vhost_brick import exception
+from vhost_brick.privileged import devices
 from vhost_brick.privileged import vhostdev
 from vhost_brick import validation
 
@@ -209,6 +211,19 @@ def _numbered(directory, prefix):
                   if name.startswith(prefix) and name[start:].isdigit())
 
 
+# In a backstore's info: "... readonly: 0|1 ... Major: M Minor: m ...".
+_INFO_READ_ONLY = re.compile(r'readonly: (\d+)')
+_INFO_DEVICE = re.compile(r'Major: (\d+) Minor: (\d+)')
+_INFO_FILE = re.compile(r'File: (\S+)')
+_SERIAL_PREFIX = 'T10 VPD Unit Serial Number:'
+
+
+def _read_serial(storage_dir):
+    serial = _read(os.path.join(storage_dir, 'wwn', 'vpd_unit_serial'))
+    return serial[len(_SERIAL_PREFIX):].strip() \
+        if serial.startswith(_SERIAL_PREFIX) else serial
+
+
 def _read_lun(lun_dir, number):
     """The dict of one LUN, read from configfs.
 
@@ -219,11 +234,17 @@ def _read_lun(lun_dir, number):
     for entry in os.scandir(lun_dir):
         if entry.is_symlink():
             hba, name = os.readlink(entry.path).rsplit('/', 2)[-2:]
+            storage_dir = '%s/%s/%s' % (CORE, hba, name)
+            read_only = _INFO_READ_ONLY.search(
+                _read(storage_dir + '/info'))
             return {'lun': number,
-                    'device_path': _read('%s/%s/%s/udev_path'
-                                         % (CORE, hba, name)),
-                    'backstore': name}
-    return {'lun': number, 'device_path': '', 'backstore': ''}
+                    'device_path': _read(storage_dir + '/udev_path'),
+                    'backstore': name,
+                    'serial': _read_serial(storage_dir),
+                    'read_only': bool(read_only and
+                                      int(read_only.group(1)))}
+    return {'lun': number, 'device_path': '', 'backstore': '',
+            'serial': '', 'read_only': False}
 
 
 def _read_tpg(wwn, tag):
@@ -271,54 +292,85 @@ def _same_device(path_a, path_b):
         return path_a == path_b
 
 
-def _check_retry(described, device_path, nexus):
-    """Return the existing endpoint if this create is a retry of its own."""
-    wwn = described['wwn']
-    devices = [lun['device_path'] for lun in described['luns']]
-    if not any(_same_device(dev, device_path) for dev in devices):
-        raise exception.EndpointExists(
-            wwn=wwn, reason='it exports %s, not %s'
-                            % (', '.join(devices) or 'no device',
-                               device_path))
+def existing(wwn, device_path, nexus=None, serial=None, read_only=False):
+    """The endpoint wwn if a create of these arguments made it, else None.
+
+    A create that is retried finds its endpoint; one that asks for
+    something else than what wwn exports gets EndpointExists.
+    """
+    try:
+        described = _describe(wwn)
+    except FileNotFoundError:
+        return None
+    luns = [lun for lun in described['luns']
+            if _same_device(lun['device_path'], device_path)]
+    differences = []
+    if not luns:
+        differences.append('it exports %s, not %s' % (
+            ', '.join(lun['device_path'] for lun in described['luns']) or
+            'no device', device_path))
+    elif luns[0]['read_only'] != read_only or \
+            serial not in (None, luns[0]['serial']):
+        differences.append('its LUN has serial %s%s' % (
+            luns[0]['serial'], ', read-only' if luns[0]['read_only'] else ''))
     if nexus is not None and described['nexus'] != nexus:
-        raise exception.EndpointExists(
-            wwn=wwn, reason='its nexus is %s, not %s'
-                            % (described['nexus'], nexus))
+        differences.append('its nexus is %s, not %s'
+                           % (described['nexus'], nexus))
+    if differences:
+        raise exception.EndpointExists(wwn=wwn,
+                                       reason='; '.join(differences))
     LOG.info('vhost endpoint %s already exports %s', wwn, device_path)
     return described
 
 
-def _holders_of(rtslib, device_path):
-    """Names of LIO backstores configured on the same device."""
+def _storage_devices(storage_dir):
+    """Device numbers a storage object of any backstore type uses."""
+    numbers = set()
+    info = _read(os.path.join(storage_dir, 'info'))
+    served = _INFO_DEVICE.search(info)
+    if served and served.groups() != ('0', '0'):
+        numbers.add(os.makedev(*map(int, served.groups())))
+    named = [_read(os.path.join(storage_dir, 'udev_path'))]
+    named.extend(_INFO_FILE.findall(info))
+    for path in filter(None, named):
+        with contextlib.suppress(OSError):
+            node = os.stat(path)
+            if stat.S_ISBLK(node.st_mode):
+                numbers.add(node.st_rdev)
+    return numbers
+
+
+def lio_users(rdev, include_own=True):
+    """Names (plugin HBA/name) of the storage objects that use rdev.
+
+    Our own backstores are enabled iblock ones, which the kernel already
+    reports through the exclusive open (:func:`devices.admit`), so the
+    create path skips them: its cost then grows with the other LIO
+    users' objects, not with our endpoints.
+    """
     names = []
-    for storage in rtslib.RTSRoot().storage_objects:
-        udev_path = getattr(storage, 'udev_path', '')
-        if udev_path and _same_device(udev_path, device_path):
-            names.append('%s/%s' % (storage.plugin, storage.name))
+    with _os_errors_translated():
+        for hba in sorted(os.listdir(CORE)):
+            hba_dir = os.path.join(CORE, hba)
+            if not os.path.isdir(hba_dir) or (
+                    not include_own and hba == 'iblock_%d' % HBA_INDEX):
+                continue
+            for name in sorted(os.listdir(hba_dir)):
+                storage_dir = os.path.join(hba_dir, name)
+                if not os.path.isdir(storage_dir):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    if rdev in _storage_devices(storage_dir):
+                        names.append('%s/%s' % (hba, name))
     return names
 
 
-def _check_device_free(rtslib, device_path):
-    """Refuse a device that someone holds exclusively, LIO included.
-
-    An enabled LIO block backstore holds its device exclusively, so one
-    O_EXCL open answers for all of them without scanning configfs; the
-    scan only runs to name the holder in the error.
-    """
-    try:
-        fd = os.open(device_path, os.O_RDONLY | os.O_EXCL | os.O_NONBLOCK)
-    except OSError as err:
-        if err.errno != errno.EBUSY:
-            raise exception.InvalidDevice(device=device_path,
-                                          reason=err.strerror) from err
-        holders = _holders_of(rtslib, device_path)
+def _refuse_lio_users(device):
+    users = lio_users(device.rdev, include_own=False)
+    if users:
         raise exception.DeviceInUse(
-            device=device_path,
-            reason=('exported by LIO backstore %s' % ', '.join(holders)
-                    if holders else 'held open exclusively '
-                                    '(mounted, or used by another driver)')
-        ) from err
-    os.close(fd)
+            device=device.path, rule=devices.LIO_BACKSTORE,
+            reason='LIO storage object %s uses it' % ', '.join(users))
 
 
 def _backstore_path(name):
@@ -350,30 +402,51 @@ def _write(path, value):
         os.close(fd)
 
 
-def _create_backstore(name, device_path):
-    """Create and enable our block backstore on device_path; its path.
+def _create_backstore(name, device, serial, read_only):
+    """Create and enable our block backstore on an admitted device.
 
     Written to configfs directly: rtslib-fb (2.2.4) makes the HBA
     directory of every storage object it creates and fails when that
-    directory exists, so it cannot put a second one in our HBA.
+    directory exists, so it cannot put a second one in our HBA. The
+    kernel opens the device by the name in ``control``, so it gets the
+    resolved node that was checked, and what it opened is verified.
+
+    :returns: the backstore's configfs path
     """
     path = _backstore_path(name)
     with contextlib.suppress(FileExistsError):
         os.mkdir(os.path.dirname(path))
     try:
         os.mkdir(path)
-        # udev_path= in control configures the device; the udev_path
-        # attribute is what readers (and rtslib, targetcli) see.
-        _write(os.path.join(path, 'control'), 'udev_path=%s' % device_path)
-        _write(os.path.join(path, 'udev_path'), device_path)
+        # udev_path= in control is what the kernel opens; the udev_path
+        # attribute is what readers (and rtslib, targetcli) see. Neither
+        # path can hold a comma, which would start another option.
+        _write(os.path.join(path, 'control'), 'udev_path=%s,readonly=%d'
+               % (device.node, read_only))
+        _write(os.path.join(path, 'udev_path'), device.path)
         _write(os.path.join(path, 'enable'), '1')
-        # A unit serial, as rtslib-fb gives, so the guest sees a WWN.
-        _write(os.path.join(path, 'wwn', 'vpd_unit_serial'),
-               str(uuid.uuid4()))
+        _check_served(path, device, read_only)
+        # Before any LUN links it: the kernel refuses a new serial then.
+        _write(os.path.join(path, 'wwn', 'vpd_unit_serial'), serial)
     except BaseException:
         _remove_backstore(path)
         raise
     return path
+
+
+def _check_served(path, device, read_only):
+    """Refuse a backstore that serves another device than was admitted."""
+    info = _read(os.path.join(path, 'info'))
+    served = _INFO_DEVICE.search(info)
+    flag = _INFO_READ_ONLY.search(info)
+    served = served and os.makedev(*map(int, served.groups()))
+    if served != device.rdev or not flag or \
+            bool(int(flag.group(1))) != read_only:
+        raise exception.DeviceNotAllowed(
+            device=device.path, rule=devices.CHANGED,
+            reason='LIO serves %r, not %d:%d%s as checked'
+                   % (info, os.major(device.rdev), os.minor(device.rdev),
+                      ' read-only' if read_only else ''))
 
 
 def _remove_backstore(path):
@@ -427,13 +500,14 @@ def _create_tpg(rtslib, target, nexus):
     return rtslib.TPG(target, TPGT, mode='lookup')
 
 
-def _build(rtslib, device_path, wwn, nexus):
+def _build(rtslib, device, wwn, nexus, serial, read_only):
     """Create backstore, target, TPG, nexus and LUN; undo all on failure."""
     undo = []
     try:
         name = backstore_name(wwn)
         undo.append(functools.partial(
-            _remove_backstore, _create_backstore(name, device_path)))
+            _remove_backstore,
+            _create_backstore(name, device, serial, read_only)))
         target = rtslib.Target(_vhost_fabric(rtslib), wwn, mode='create')
         undo.append(target.delete)
         tpg = _create_tpg(rtslib, target, nexus)
@@ -449,23 +523,28 @@ def _build(rtslib, device_path, wwn, nexus):
         raise
 
 
-def create(device_path, wwn=None, nexus=None):
-    """Create an endpoint exporting device_path; see VhostExecutor."""
-    validation.validate_device_path(device_path)
-    if wwn is not None:
-        wwn = validation.validate_wwn(wwn)
-    if nexus is not None:
-        nexus = validation.validate_nexus(nexus)
+def create(device, wwn, nexus, serial, read_only=False):
+    """Create endpoint wwn exporting an admitted device.
+
+    :param device: a :class:`devices.Device` from :func:`devices.admit`
+    :param nexus: the nexus WWN, or None to generate one
+    :param serial: the LUN's unit serial
+    :raises: EndpointExists if wwn exists (see :func:`existing` for
+             retries), DeviceInUse if another LIO object uses the device
+    """
+    wwn = validation.validate_wwn(wwn)
+    nexus = validation.generate_wwn() if nexus is None else \
+        validation.validate_nexus(nexus)
+    serial = validation.validate_serial(serial)
     with _translated() as rtslib:
         _prepare(rtslib)
-        if wwn is None:
-            wwn = unused_wwn()
-        elif os.path.isdir(_target_dir(wwn)):
-            return _check_retry(_describe(wwn), device_path, nexus)
-        _check_device_free(rtslib, device_path)
+        if os.path.isdir(_target_dir(wwn)):
+            raise exception.EndpointExists(wwn=wwn,
+                                           reason='it was made meanwhile')
+        _refuse_lio_users(device)
         _delete_leftover_backstore(wwn)
-        return _build(rtslib, device_path, wwn,
-                      nexus or validation.generate_wwn())
+        return _build(rtslib, device, wwn, nexus, serial,
+                      validation.validate_read_only(read_only))
 
 
 def unused_wwn():

@@ -18,18 +18,20 @@ operation takes the host-wide lock, exclusive for changes and shared
 for reads, so the two paths may run on one host at once; reads then
 never see the half-made objects of a concurrent change. The state
 directory comes from the root-owned configuration file, never from the
-caller. Input is validated again further down (host, lio), since
-whoever calls here may be any user the root helper lets through.
+caller, and so does the device policy (:mod:`.devices`). Input is
+validated again further down (host, devices, lio), since whoever calls
+here may be any user the root helper lets through.
 """
 
-import configparser
 import contextlib
 import fcntl
 import os
+import time
 
 from vhost_brick import exception
 from vhost_brick.privileged import host
 from vhost_brick.privileged import lio
+from vhost_brick.privileged import rootconf
 from vhost_brick.privileged import state
 
 
@@ -38,89 +40,137 @@ from vhost_brick.privileged import state
 # hold or replace the file; in world-writable /run/lock anyone could
 # hold it (flock needs only a read descriptor) or plant a symlink.
 LOCK_FILE = '/run/vhost-brick/endpoints.lock'
-# Root-owned configuration; the caller cannot point root elsewhere.
-CONFIG_FILE = '/etc/vhost-brick/vhost-brick.conf'
+PROC_LOCKS = '/proc/locks'
+# Polling interval of a lock wait, doubling from the first to the last.
+_LOCK_POLL = (0.005, 0.1)
 
 
-@contextlib.contextmanager
-def _host_lock(shared=False):
+def _open_lock():
+    """The lock file, made if missing; refused unless private to root.
+
+    Root's is the effective user's: the unit tests run as anyone.
+    """
     flags = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         lock = os.open(LOCK_FILE, flags, 0o600)
     except FileNotFoundError:  # the first call since boot
         os.makedirs(os.path.dirname(LOCK_FILE), mode=0o700, exist_ok=True)
         lock = os.open(LOCK_FILE, flags, 0o600)
+    for path, info in ((os.path.dirname(LOCK_FILE),
+                        os.stat(os.path.dirname(LOCK_FILE))),
+                       (LOCK_FILE, os.fstat(lock))):
+        if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+            os.close(lock)
+            raise exception.BackendError(
+                reason='%s is not private to root (uid %d, mode %o); '
+                       'remove it' % (path, info.st_uid, info.st_mode))
+    return lock
+
+
+def lock_holders(lock):
+    """Who holds the flock on the open file lock, as "pid N (command)"."""
+    info = os.fstat(lock)
+    inode = '%02x:%02x:%d' % (os.major(info.st_dev), os.minor(info.st_dev),
+                              info.st_ino)
+    holders = []
+    with contextlib.suppress(OSError), open(PROC_LOCKS) as locks:
+        for line in locks:
+            fields = line.split()
+            if '->' in fields or len(fields) < 6 or fields[5] != inode:
+                continue  # a waiter, or another file
+            holders.append('pid %s (%s)' % (fields[4], _command(fields[4])))
+    return ', '.join(holders) or 'an unknown process'
+
+
+def _command(pid):
     try:
-        fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        with open('/proc/%s/cmdline' % pid, 'rb') as cmdline:
+            return cmdline.read().replace(b'\0', b' ').decode(
+                errors='replace').strip() or '?'
+    except OSError:
+        return 'gone'
+
+
+@contextlib.contextmanager
+def _host_lock(timeout, shared=False):
+    """Hold the host lock inside the block; wait for it at most timeout s.
+
+    :raises: LockTimeout naming the holder when the wait is over
+    """
+    lock = _open_lock()
+    try:
+        deadline = time.monotonic() + timeout
+        pause = _LOCK_POLL[0]
+        while True:
+            try:
+                fcntl.flock(lock, (fcntl.LOCK_SH if shared
+                                   else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise exception.LockTimeout(
+                        timeout=timeout, path=LOCK_FILE,
+                        holder=lock_holders(lock)) from None
+                time.sleep(pause)
+                pause = min(pause * 2, _LOCK_POLL[1])
         yield
     finally:
         os.close(lock)
 
 
-def _state_path():
-    """``[vhost_brick] state_path`` from the root-owned config file.
-
-    Read with configparser rather than oslo.config, which would double
-    the helper's start-up; the option is declared in
-    :mod:`vhost_brick.opts` with the same default.
-    """
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
-    try:
-        parser.read(CONFIG_FILE)
-    except configparser.Error as err:
-        raise exception.BackendError(
-            reason='cannot parse %s: %s' % (CONFIG_FILE, err)) from err
-    path = parser.get('vhost_brick', 'state_path',
-                      fallback=state.DEFAULT_STATE_PATH)
-    if not os.path.isabs(path):
-        raise exception.BackendError(
-            reason='state_path %r in %s is not an absolute path'
-                   % (path, CONFIG_FILE))
-    return path
+@contextlib.contextmanager
+def _locked(shared=False):
+    """The root configuration, under the host lock."""
+    config = rootconf.load()
+    with _host_lock(config.lock_timeout, shared=shared):
+        yield config
 
 
-def _record():
-    return state.EndpointRecord(_state_path())
+def _record(config):
+    return state.EndpointRecord(config.state_path)
 
 
-def create(device_path, wwn=None, nexus=None):
-    with _host_lock():
-        return host.create(_record(), device_path, wwn=wwn, nexus=nexus)
+def create(device_path, wwn=None, nexus=None, serial=None, read_only=False):
+    with _locked() as config:
+        return host.create(_record(config), config.allowed_devices,
+                           device_path, wwn=wwn, nexus=nexus, serial=serial,
+                           read_only=read_only)
 
 
 def create_many(specs):
-    with _host_lock():
-        return host.create_many(_record(), specs)
+    with _locked() as config:
+        return host.create_many(_record(config), config.allowed_devices,
+                                specs)
 
 
 def delete(wwn):
-    with _host_lock():
-        return {'deleted': host.delete(_record(), wwn)}
+    with _locked() as config:
+        return {'deleted': host.delete(_record(config), wwn)}
 
 
 def delete_many(wwns):
-    with _host_lock():
-        return host.delete_many(_record(), wwns)
+    with _locked() as config:
+        return host.delete_many(_record(config), wwns)
 
 
 def show(wwn):
-    with _host_lock(shared=True):
+    with _locked(shared=True):
         return lio.show(wwn)
 
 
 def list_endpoints():
-    with _host_lock(shared=True):
+    with _locked(shared=True):
         return lio.list_endpoints()
 
 
 def restore():
-    with _host_lock():
-        return host.restore(_record())
+    with _locked() as config:
+        return host.restore(_record(config), config.allowed_devices)
 
 
 def cleanup():
-    with _host_lock():
-        return host.cleanup(_record())
+    with _locked() as config:
+        return host.cleanup(_record(config))
 
 
 def verify():

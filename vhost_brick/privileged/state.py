@@ -37,7 +37,9 @@ DEFAULT_STATE_PATH = '/var/lib/vhost-brick'
 DIR_NAME = 'endpoints'
 SUFFIX = '.json'
 TEMP_PREFIX = '.tmp-'
-FORMAT_VERSION = 2
+# 3 added each LUN's serial, read_only and identity; 2 is still read.
+FORMAT_VERSION = 3
+_READABLE_VERSIONS = (2, FORMAT_VERSION)
 
 CREATING = 'creating'
 PRESENT = 'present'
@@ -64,7 +66,7 @@ class EndpointRecord:
             raise exception.BackendError(
                 reason='cannot read state file %s: %s'
                        % (self.path(wwn), err)) from err
-        if data.pop('version', None) != FORMAT_VERSION:
+        if data.pop('version', None) not in _READABLE_VERSIONS:
             raise exception.BackendError(
                 reason='state file %s has an unknown format'
                        % self.path(wwn))

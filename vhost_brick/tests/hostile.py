@@ -84,6 +84,32 @@ BAD_CREATE_INPUTS = [
     ('nexus too short', {'nexus': 'naa.1'}, exception.InvalidNexus),
     ('nexus with slash', {'nexus': 'naa.5001405/bcdef001'},
      exception.InvalidNexus),
+    ('serial empty', {'serial': ''}, exception.InvalidSerial),
+    ('serial with a space', {'serial': 'volume 1'}, exception.InvalidSerial),
+    ('serial with a comma (rootwrap filter syntax)', {'serial': 'a,b'},
+     exception.InvalidSerial),
+    ('serial with newline', {'serial': 'volume-1\n'},
+     exception.InvalidSerial),
+    ('serial with NUL', {'serial': 'volume\x001'}, exception.InvalidSerial),
+    ('serial not ASCII', {'serial': 'volum\u00e9'}, exception.InvalidSerial),
+    ('serial over the kernel limit', {'serial': 'x' * 254},
+     exception.InvalidSerial),
+    ('serial option-like', {'serial': ' --read-only'},
+     exception.InvalidSerial),
+    ('serial is an int', {'serial': 42}, exception.InvalidSerial),
+    ('read_only is a string', {'read_only': 'yes'}, exception.Invalid),
+    ('read_only is 1', {'read_only': 1}, exception.Invalid),
+    ('read_only is None', {'read_only': None}, exception.Invalid),
+]
+
+# Block devices that are real, but that root must refuse to export, each
+# with the DeviceNotAllowed rule that refuses it. {tmp}/link-to-disk is a
+# symlink to {disk}; the functional tests add the rest in the VM.
+REFUSED_DEVICES = [
+    ('symlink in a world-writable directory', '{tmp}/link-to-disk',
+     'outside-dev'),
+    ('path through /dev/.. to the symlink', '/dev/..{tmp}/link-to-disk',
+     'outside-dev'),
 ]
 
 # Helper command lines (after the program name) and the exit code each
@@ -110,6 +136,16 @@ BAD_HELPER_ARGV = [
     (['delete', '--wwn=' + GOOD_WWN + ';reboot'], exception.InvalidWWN),
     (['delete', '--wwn=$(reboot)'], exception.InvalidWWN),
     (['show', '--wwn=../../core'], exception.InvalidWWN),
+    (['create', '--device=/dev/loop0', '--serial=a b'],
+     exception.InvalidSerial),
+    (['create', '--device=/dev/loop0', '--serial='],
+     exception.InvalidSerial),
+    (['create', '--device=/dev/loop0', '--serial=' + 'x' * 254],
+     exception.InvalidSerial),
+    (['create', '--device=/dev/loop0', '--read-only=1'],
+     exception.InvalidArgument),
+    (['create', '--device=/dev/loop0', '--read-only', 'yes'],
+     exception.InvalidArgument),
 ]
 
 
@@ -123,3 +159,7 @@ class ScratchFiles(fixtures.Fixture):
                              ('link-to-null', '/dev/null'),
                              ('dangling', 'nowhere'), ('loop', 'loop')):
             os.symlink(target, os.path.join(self.path, name))
+
+    def link_to(self, disk):
+        """Add {tmp}/link-to-disk, a symlink to the block device disk."""
+        os.symlink(disk, os.path.join(self.path, 'link-to-disk'))

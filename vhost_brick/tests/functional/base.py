@@ -27,6 +27,7 @@ import fixtures
 
 from vhost_brick import executor
 from vhost_brick.privileged import lio
+from vhost_brick.privileged import rootconf
 from vhost_brick.tests import base
 
 
@@ -120,6 +121,25 @@ class LoopDevice(fixtures.Fixture):
         self.addCleanup(os.unlink, self.backing_file)
         self.path = run('losetup', '--find', '--show', self.backing_file)
         self.addCleanup(run, 'losetup', '--detach', self.path)
+
+
+class RootConfig(fixtures.Fixture):
+    """/etc/vhost-brick/vhost-brick.conf with these settings, then none.
+
+    The root side reads the file at every call, so a running privsep
+    daemon sees the change.
+    """
+
+    def __init__(self, **settings):
+        super().__init__()
+        self.settings = settings
+
+    def _setUp(self):
+        os.makedirs(os.path.dirname(rootconf.CONFIG_FILE), exist_ok=True)
+        with open(rootconf.CONFIG_FILE, 'x') as conf:
+            conf.write('[vhost_brick]\n' + ''.join(
+                '%s = %s\n' % item for item in self.settings.items()))
+        self.addCleanup(os.unlink, rootconf.CONFIG_FILE)
 
 
 class FunctionalTestCase(base.TestCase):

@@ -17,11 +17,11 @@ import subprocess
 import sys
 from unittest import mock
 
-import fixtures
-
 from vhost_brick import endpoint
 from vhost_brick import exception
+from vhost_brick.privileged import devices
 from vhost_brick.privileged import lio
+from vhost_brick.privileged import rootconf
 from vhost_brick.tests.functional import base
 
 
@@ -38,9 +38,10 @@ class CreateTestCase(base.FunctionalTestCase):
         self.assertRegex(ep.wwn, r'^naa\.5001405[0-9a-f]{9}$')
         self.assertRegex(ep.nexus, r'^naa\.5001405[0-9a-f]{9}$')
         self.assertEqual(1, ep.tpgt)
+        self.assertRegex(ep.luns[0].serial, r'^[0-9a-f-]{36}$')
         self.assertEqual((endpoint.VhostLun(
-            lun=0, device_path=disk, backstore=lio.backstore_name(ep.wwn)),),
-            ep.luns)
+            lun=0, device_path=disk, backstore=lio.backstore_name(ep.wwn),
+            serial=ep.luns[0].serial, read_only=False),), ep.luns)
 
     def test_configfs_holds_exactly_what_create_reported(self):
         disk = self.make_disk()
@@ -70,10 +71,14 @@ class CreateTestCase(base.FunctionalTestCase):
         self.assertEqual('naa.c0ffee0000000001', ep.wwn)
 
     def test_symlinked_device_path_is_recorded_as_given(self):
+        # As udev's /dev/disk/by-id links; one in /tmp would be refused.
         disk = self.make_disk()
-        link = os.path.join(self.useFixture(fixtures.TempDir()).path,
-                            'by-id-volume-1')
+        links = '/dev/vhost-brick-by-id'
+        os.mkdir(links, 0o755)
+        self.addCleanup(os.rmdir, links)
+        link = os.path.join(links, 'volume-1')
         os.symlink(disk, link)
+        self.addCleanup(os.unlink, link)
         ep = self.create(link)
         self.assertEqual(link, ep.luns[0].device_path)
 
@@ -166,6 +171,12 @@ class DeleteTestCase(base.FunctionalTestCase):
         self.assertIsNone(
             self.executor.delete_endpoint('naa.5001405dead00002'))
         self.assertEqual(before, base.configfs_snapshot())
+
+
+def lio_create(disk, wwn):
+    """lio.create as the root side calls it, on an admitted device."""
+    return lio.create(devices.admit(disk, rootconf.DEFAULT_ALLOWED_DEVICES),
+                      wwn, None, 'serial-1')
 
 
 class InvalidInputTestCase(base.FunctionalTestCase):
@@ -290,8 +301,7 @@ class RollbackTestCase(base.FunctionalTestCase):
                 self.addCleanup(os.rmdir, racer)
             return real_target(fabric, target_wwn, mode=mode)
         with mock.patch.object(rtslib, 'Target', side_effect=racing_target):
-            self.assertRaises(exception.BackendError, lio.create, disk,
-                              wwn=wwn)
+            self.assertRaises(exception.BackendError, lio_create, disk, wwn)
         self.assertTrue(os.path.isdir(racer), 'the racer\'s target is gone')
         self.assertEqual([], [name for name in os.listdir(racer)
                               if name.startswith('tpgt_')])
@@ -301,13 +311,11 @@ class RollbackTestCase(base.FunctionalTestCase):
         disk, wwn = self.make_disk(), 'naa.5001405abc000011'
         # vhost_scsi refuses TPG tags >= VHOST_SCSI_MAX_TARGET (256).
         with mock.patch.object(lio, 'TPGT', 256):
-            self.assertRaises(exception.BackendError, lio.create, disk,
-                              wwn=wwn)
+            self.assertRaises(exception.BackendError, lio_create, disk, wwn)
         self.assertRolledBack(disk, wwn)
 
     def test_lun_number_rtslib_refuses(self):
         disk, wwn = self.make_disk(), 'naa.5001405abc000012'
         with mock.patch.object(lio, 'LUN', 70000):
-            self.assertRaises(exception.BackendError, lio.create, disk,
-                              wwn=wwn)
+            self.assertRaises(exception.BackendError, lio_create, disk, wwn)
         self.assertRolledBack(disk, wwn)

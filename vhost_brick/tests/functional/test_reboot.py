@@ -60,7 +60,11 @@ class RebootTestCase(base.FunctionalTestCase):
                 disk.write(marker.encode())
                 disk.truncate(64 << 20)
             device = base.run('losetup', '--find', '--show', backing)
-            ep = self.executor.create_endpoint(device)
+            # One keeps a serial and a read-only flag of its own; the
+            # others keep generated serials.
+            ep = self.executor.create_endpoint(
+                device, **({'serial': 'volume-kept-2', 'read_only': True}
+                           if name == 'kept-2' else {}))
             manifest[ep.wwn] = {'endpoint': ep.to_dict(), 'backing': backing,
                                 'marker': marker, 'gone': name == 'gone'}
         with open(self.manifest, 'w') as f:
@@ -86,8 +90,12 @@ class RebootTestCase(base.FunctionalTestCase):
 
         report = self.executor.restore()
 
+        # WWN, nexus, device, unit serial and read-only flag, as made.
         self.assertEqual(expected, {ep.wwn: ep.to_dict()
                                     for ep in report.restored})
+        self.assertIn(('volume-kept-2', True),
+                      [(ep.luns[0].serial, ep.luns[0].read_only)
+                       for ep in report.restored])
         self.assertEqual((), report.already_present)
         [failed] = report.failed
         self.assertEqual(gone, failed.item)

@@ -24,14 +24,17 @@ It models what the kernel and rtslib do that matters to the backend:
 a new vhost TPG gets a random nexus, the nexus can only be dropped while
 the TPG has no LUN, deleting a held TPG removes its LUNs and then fails
 with EBUSY, a linked storage object cannot be removed, and rtslib-fb
-creates every storage object in a new HBA directory of its own.
-``STATE.fail_on[step]`` makes one step raise, to test rollback.
+creates every storage object in a new HBA directory of its own. A
+storage object's ``info`` and ``wwn/vpd_unit_serial`` read as the kernel
+renders them (:func:`shown`). ``STATE.fail_on[step]`` makes one step
+raise, to test rollback.
 """
 
 import errno
 import itertools
 import os
 import re
+import tempfile
 
 
 _real_mkdir = os.mkdir
@@ -138,13 +141,48 @@ def mkdir(path, mode=0o777, **kwargs):
     if rel is None:
         return
     if _STORAGE_DIR.match(rel):
-        for attr in ('control', 'enable', 'udev_path'):
+        for attr in ('control', 'enable', 'udev_path', 'info'):
             _write(os.path.join(path, attr), '')
         _real_mkdir(os.path.join(path, 'wwn'))
         _write(os.path.join(path, 'wwn', 'vpd_unit_serial'), '')
     elif _TPG_DIR.match(rel):
         _write(os.path.join(path, 'nexus'), '')
         _real_mkdir(os.path.join(path, 'lun'))
+
+
+def shown(path, rdev_of):
+    """The file to read for configfs attribute path, as the kernel shows it.
+
+    A storage object's ``info`` is rendered from its ``control`` options
+    (or, for objects made through rtslib, its ``udev_path``) once it is
+    enabled, with the device number rdev_of(path) of the device the
+    kernel would open (0:0 for None, as a file's);
+    ``wwn/vpd_unit_serial`` gets the kernel's prefix. Those are written
+    to a temporary file, which the caller opens and removes; other paths
+    are read as they are.
+    """
+    name, directory = os.path.basename(path), os.path.dirname(path)
+    if name == 'vpd_unit_serial':
+        text = 'T10 VPD Unit Serial Number: %s\n' % _read(path)
+    elif name == 'info' and _STORAGE_DIR.match(
+            STATE.relative(directory) or ''):
+        options = dict(option.split('=', 1) for option in
+                       _read(os.path.join(directory, 'control')).split(',')
+                       if '=' in option)
+        device = options.get('udev_path') or _read(
+            os.path.join(directory, 'udev_path'))
+        enabled = _read(os.path.join(directory, 'enable')) == '1'
+        rdev = enabled and rdev_of(device) or 0
+        text = ('Status: ACTIVATED  Max Queue Depth: 0  iBlock device: x  '
+                'UDEV PATH: %s  readonly: %s\n        Major: %d Minor: %d  '
+                'CLAIMED: IBLOCK\n' % (device, options.get('readonly', 0),
+                                       os.major(rdev), os.minor(rdev)))
+    else:
+        return path
+    fd, rendered = tempfile.mkstemp(prefix='fake-configfs-')
+    with os.fdopen(fd, 'w') as attr:
+        attr.write(text)
+    return rendered
 
 
 def _pinned(path):

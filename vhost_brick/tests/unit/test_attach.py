@@ -26,7 +26,8 @@ WWN = 'naa.5001405000000001'
 ENDPOINT = endpoint.VhostEndpoint(
     wwn=WWN, tpgt=1, nexus='naa.5001405000000002',
     luns=[endpoint.VhostLun(0, '/dev/disk/by-id/x',
-                            'vhost-brick-5001405000000001')])
+                            'vhost-brick-5001405000000001', 'serial-1',
+                            False)])
 
 DOMAIN = """<domain type='kvm'>
   <name>vhost-brick-test</name>

@@ -29,7 +29,8 @@ DEVICE = '/dev/disk/by-id/wwn-0x1'
 ROOT_HELPER = 'sudo vhost-brick-rootwrap /etc/vhost-brick/rootwrap.conf'
 ENDPOINT = {'wwn': WWN, 'tpgt': 1, 'nexus': NEXUS,
             'luns': [{'lun': 0, 'device_path': DEVICE,
-                      'backstore': 'vhost-brick-5001405000000001'}]}
+                      'backstore': 'vhost-brick-5001405000000001',
+                      'serial': 'volume-1', 'read_only': False}]}
 
 
 class FakeExecute:
@@ -259,7 +260,8 @@ class ExecutorTestCase(base.TestCase):
         [(cmd, kwargs)] = self.execute.calls
         self.assertEqual(('vhost-brick-helper', 'create-many'), cmd)
         self.assertEqual([{'device_path': DEVICE, 'wwn': WWN,
-                           'nexus': None}],
+                           'nexus': None, 'serial': None,
+                           'read_only': False}],
                          json.loads(kwargs.pop('process_input')))
         self.assertEqual({'run_as_root': True, 'root_helper': ROOT_HELPER},
                          kwargs)

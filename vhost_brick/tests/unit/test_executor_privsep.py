@@ -85,7 +85,7 @@ class CallTestCase(PrivsepTestCase):
             ep = self.executor.create_endpoint(DEVICE, wwn=WWN.upper())
         self.assertEqual(WWN, ep.wwn)
         self.operations.create.assert_called_once_with(
-            DEVICE, wwn=WWN, nexus=None)
+            DEVICE, wwn=WWN, nexus=None, serial=None, read_only=False)
 
     def test_batches_pass_their_list(self):
         self.operations.delete_many.return_value = {

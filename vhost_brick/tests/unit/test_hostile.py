@@ -112,7 +112,7 @@ class HostileHelperTestCase(base.TestCase):
         self.useFixture(fixtures.MonkeyPatch(
             'vhost_brick.privileged.operations.LOCK_FILE', tmp + '/lock'))
         self.useFixture(fixtures.MonkeyPatch(
-            'vhost_brick.privileged.operations.CONFIG_FILE',
+            'vhost_brick.privileged.rootconf.CONFIG_FILE',
             tmp + '/absent.conf'))
         self.rtslib = self.useFixture(fixtures.MockPatchObject(
             lio, '_rtslib')).mock
@@ -183,8 +183,9 @@ class HostileHelperTestCase(base.TestCase):
             create.mock.return_value = {}
             helper.main(['create', '--device=--wwn=naa.5001405000000001'])
         create.mock.assert_called_once_with(
-            create.mock.call_args.args[0], '--wwn=naa.5001405000000001',
-            wwn=None, nexus=None)
+            create.mock.call_args.args[0], create.mock.call_args.args[1],
+            '--wwn=naa.5001405000000001', wwn=None, nexus=None, serial=None,
+            read_only=False)
 
 
 class HostileEntrypointTestCase(base.TestCase):
@@ -205,7 +206,7 @@ class HostileEntrypointTestCase(base.TestCase):
         self.useFixture(fixtures.MonkeyPatch(
             'vhost_brick.privileged.operations.LOCK_FILE', root + '/lock'))
         self.useFixture(fixtures.MonkeyPatch(
-            'vhost_brick.privileged.operations.CONFIG_FILE',
+            'vhost_brick.privileged.rootconf.CONFIG_FILE',
             root + '/vhost-brick.conf'))
         self.lio = self.useFixture(fixtures.MockPatchObject(
             operations, 'lio', autospec=True)).mock

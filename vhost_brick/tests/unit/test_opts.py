@@ -10,9 +10,13 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
+import os
+
+import fixtures
 from oslo_config import cfg
 
 from vhost_brick import opts
+from vhost_brick.privileged import rootconf
 from vhost_brick.tests import base
 
 
@@ -22,8 +26,20 @@ class OptsTestCase(base.TestCase):
         (group, options), _privsep = opts.list_opts()
         self.assertEqual('vhost_brick', group)
         self.assertEqual({'privileged_mode', 'helper_command', 'lock_path',
-                          'state_path'},
+                          'state_path', 'allowed_devices', 'lock_timeout'},
                          {opt.name for opt in options})
+
+    def test_root_options_declare_what_the_root_side_reads(self):
+        # The root side reads them with configparser (rootconf), so the
+        # sample config and the docs must state its defaults.
+        self.useFixture(fixtures.MonkeyPatch(
+            'vhost_brick.privileged.rootconf.CONFIG_FILE', os.devnull))
+        read = rootconf.load()
+        self.assertEqual(read.state_path, cfg.CONF.vhost_brick.state_path)
+        self.assertEqual(list(read.allowed_devices),
+                         cfg.CONF.vhost_brick.allowed_devices)
+        self.assertEqual(read.lock_timeout,
+                         cfg.CONF.vhost_brick.lock_timeout)
 
     def test_list_opts_lists_the_privsep_context_group(self):
         _own, (group, options) = opts.list_opts()

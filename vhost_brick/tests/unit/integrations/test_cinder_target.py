@@ -38,7 +38,8 @@ class VhostTargetTestCase(base.TestCase):
         self.wwn = cinder_target.VhostTarget.volume_wwn(self.volume)
         self.ep = endpoint.VhostEndpoint(
             self.wwn, 1, 'naa.5001405000000002',
-            [endpoint.VhostLun(0, '/dev/vg/volume-1', 'vhost-brick-x')])
+            [endpoint.VhostLun(0, '/dev/vg/volume-1', 'vhost-brick-x',
+                               'volume-1', False)])
         self.vhost.create_endpoint.return_value = self.ep
         self.vhost.get_endpoint.return_value = self.ep
 

@@ -25,7 +25,8 @@ WWN = 'naa.5001405000000001'
 DEVICE = '/dev/mapper/volume-1'
 EP = endpoint.VhostEndpoint(
     WWN, 1, 'naa.5001405000000002',
-    [endpoint.VhostLun(0, DEVICE, 'vhost-brick-5001405000000001')])
+    [endpoint.VhostLun(0, DEVICE, 'vhost-brick-5001405000000001', 'serial-1',
+                       False)])
 PROPS = {'device_path': DEVICE}
 
 

@@ -39,7 +39,7 @@ class EntrypointTestCase(base.TestCase):
         self.useFixture(fixtures.MonkeyPatch(
             'vhost_brick.privileged.operations.LOCK_FILE', self.lock_file))
         self.useFixture(fixtures.MonkeyPatch(
-            'vhost_brick.privileged.operations.CONFIG_FILE',
+            'vhost_brick.privileged.rootconf.CONFIG_FILE',
             tmp + '/absent.conf'))
         self.lio = self.useFixture(fixtures.MockPatchObject(
             operations, 'lio', autospec=True)).mock

@@ -21,6 +21,7 @@ import fixtures
 from vhost_brick import exception
 from vhost_brick.privileged import helper
 from vhost_brick.privileged import operations
+from vhost_brick.privileged import rootconf
 from vhost_brick.privileged import state
 from vhost_brick.tests import base
 
@@ -59,7 +60,7 @@ class HelperTestCase(base.TestCase):
         with open(tmp + '/vhost-brick.conf', 'w') as conf:
             conf.write('[vhost_brick]\nstate_path = %s/state\n' % tmp)
         self.useFixture(fixtures.MonkeyPatch(
-            'vhost_brick.privileged.operations.CONFIG_FILE',
+            'vhost_brick.privileged.rootconf.CONFIG_FILE',
             tmp + '/vhost-brick.conf'))
         self.state_path = tmp + '/state'
         self.lio = self.useFixture(fixtures.MockPatchObject(
@@ -81,8 +82,26 @@ class HelperTestCase(base.TestCase):
         self.assertEqual(0, self.run_helper('create', '--device=/dev/loop0',
                                             '--wwn=' + WWN))
         self.host.create.assert_called_once_with(
-            mock.ANY, '/dev/loop0', wwn=WWN, nexus=None)
+            mock.ANY, rootconf.DEFAULT_ALLOWED_DEVICES, '/dev/loop0',
+            wwn=WWN, nexus=None, serial=None, read_only=False)
         self.assertEqual(ENDPOINT, json.loads(self.stdout.getvalue()))
+
+    def test_create_passes_serial_and_read_only(self):
+        self.host.create.return_value = ENDPOINT
+        self.assertEqual(0, self.run_helper('create', '--device=/dev/loop0',
+                                            '--serial=volume-1',
+                                            '--read-only'))
+        self.assertEqual({'serial': 'volume-1', 'read_only': True},
+                         {key: self.host.create.call_args.kwargs[key]
+                          for key in ('serial', 'read_only')})
+
+    def test_allowed_devices_come_from_the_root_owned_config(self):
+        with open(rootconf.CONFIG_FILE, 'a') as conf:
+            conf.write('allowed_devices = /dev/disk/by-id/*, /dev/vg0/*\n')
+        self.host.create.return_value = ENDPOINT
+        self.run_helper('create', '--device=/dev/loop0')
+        self.assertEqual(('/dev/disk/by-id/*', '/dev/vg0/*'),
+                         self.host.create.call_args.args[1])
 
     def test_state_file_comes_from_the_root_owned_config(self):
         self.host.create.return_value = ENDPOINT
@@ -93,7 +112,7 @@ class HelperTestCase(base.TestCase):
 
     def test_state_path_defaults_without_a_config_file(self):
         self.useFixture(fixtures.MonkeyPatch(
-            'vhost_brick.privileged.operations.CONFIG_FILE',
+            'vhost_brick.privileged.rootconf.CONFIG_FILE',
             '/nonexistent/vhost-brick.conf'))
         self.host.create.return_value = ENDPOINT
         self.run_helper('create', '--device=/dev/loop0')
@@ -102,7 +121,7 @@ class HelperTestCase(base.TestCase):
                                       state.DIR_NAME), record.directory)
 
     def test_relative_state_path_is_refused(self):
-        with open(operations.CONFIG_FILE, 'w') as conf:
+        with open(rootconf.CONFIG_FILE, 'w') as conf:
             conf.write('[vhost_brick]\nstate_path = var/lib\n')
         self.assertEqual(1, self.run_helper('create', '--device=/dev/loop0'))
         self.assertEqual('BackendError', self.error()['error'])
@@ -163,11 +182,12 @@ class HelperTestCase(base.TestCase):
     def test_create_many_passes_the_stdin_list_under_the_lock(self):
         specs = [{'device_path': '/dev/loop0', 'wwn': WWN}]
         report = {'created': [ENDPOINT], 'failed': []}
-        self.host.create_many.side_effect = lambda record, given: (
+        self.host.create_many.side_effect = lambda record, allowed, given: (
             self.assertTrue(self.lock_held()) or report)
         self.feed_stdin(json.dumps(specs))
         self.assertEqual(0, self.run_helper('create-many'))
-        self.host.create_many.assert_called_once_with(mock.ANY, specs)
+        self.host.create_many.assert_called_once_with(
+            mock.ANY, rootconf.DEFAULT_ALLOWED_DEVICES, specs)
         self.assertEqual(report, json.loads(self.stdout.getvalue()))
 
     def test_delete_many_passes_the_stdin_list_under_the_lock(self):

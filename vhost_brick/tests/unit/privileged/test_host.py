@@ -15,6 +15,7 @@ import os
 import fixtures
 
 from vhost_brick import exception
+from vhost_brick.privileged import devices
 from vhost_brick.privileged import host
 from vhost_brick.privileged import lio
 from vhost_brick.privileged import state
@@ -26,6 +27,7 @@ WWN = test_lio.WWN
 NEXUS = test_lio.NEXUS
 DEVICE = test_lio.DEVICE
 OTHER_DEVICE = test_lio.OTHER_DEVICE
+ALLOWED = ('/dev/**',)
 
 
 def linked_backstores():
@@ -43,6 +45,25 @@ class HostTestCase(test_lio.LioTestCase):
             self.useFixture(fixtures.TempDir()).path)
         self.useFixture(fixtures.MockPatchObject(
             lio, '_linked_backstores', side_effect=linked_backstores))
+        self.identities = {}
+        self.admitted = []
+        self.useFixture(fixtures.MockPatchObject(
+            devices, 'admit', side_effect=self.fake_admit))
+
+    def fake_admit(self, device_path, allowed_devices):
+        """devices.admit without sysfs: busy devices are held."""
+        self.assertEqual(ALLOWED, allowed_devices)
+        if device_path not in test_lio.RDEV:
+            raise exception.InvalidDevice(device=device_path,
+                                          reason='no such file')
+        if device_path in self.busy:
+            raise exception.DeviceInUse(device=device_path,
+                                        rule=devices.HELD_EXCLUSIVELY,
+                                        reason='busy')
+        self.admitted.append(device_path)
+        return devices.Device(device_path, device_path,
+                              test_lio.RDEV[device_path],
+                              self.identities.get(device_path))
 
     def status(self, wwn=WWN):
         entry = self.record.load().get(wwn)
@@ -51,38 +72,73 @@ class HostTestCase(test_lio.LioTestCase):
 
 class CreateDeleteTestCase(HostTestCase):
 
-    def test_create_records_the_endpoint(self):
-        endpoint = host.create(self.record, DEVICE, wwn=WWN, nexus=NEXUS)
-        self.assertEqual(dict(endpoint, status='present'),
+    def test_create_records_the_endpoint_its_serial_and_identity(self):
+        self.identities[DEVICE] = 'wwid naa.600140512345678'
+        endpoint = host.create(self.record, ALLOWED, DEVICE, wwn=WWN,
+                               nexus=NEXUS, serial='volume-1')
+        lun = dict(endpoint['luns'][0], identity='wwid naa.600140512345678')
+        self.assertEqual(dict(endpoint, status='present', luns=[lun]),
                          self.record.load()[WWN])
+        self.assertEqual('volume-1', lun['serial'])
+
+    def test_create_generates_a_serial_when_none_is_given(self):
+        endpoint = host.create(self.record, ALLOWED, DEVICE, wwn=WWN)
+        self.assertRegex(endpoint['luns'][0]['serial'], r'^[0-9a-f-]{36}$')
+        self.assertEqual(endpoint['luns'][0]['serial'],
+                         self.record.get(WWN)['luns'][0]['serial'])
+
+    def test_refused_device_changes_nothing(self):
+        self.busy.add(DEVICE)
+        before = fake_rtslib.snapshot()
+        err = self.assertRaises(exception.DeviceInUse, host.create,
+                                self.record, ALLOWED, DEVICE, wwn=WWN)
+        self.assertEqual(devices.HELD_EXCLUSIVELY, err.kwargs['rule'])
+        self.assertEqual(before, fake_rtslib.snapshot())
+        self.assertEqual({}, self.record.load())
+
+    def test_busy_device_names_the_lio_object_that_holds_it(self):
+        fake_rtslib.BlockStorageObject('disk0', dev='/dev/loop0')
+        self.busy.add(DEVICE)
+        err = self.assertRaises(exception.DeviceInUse, host.create,
+                                self.record, ALLOWED, DEVICE)
+        self.assertEqual(devices.LIO_BACKSTORE, err.kwargs['rule'])
+        self.assertIn('iblock_0/disk0', str(err))
+
+    def test_retry_returns_the_endpoint_without_admitting_again(self):
+        first = host.create(self.record, ALLOWED, DEVICE, wwn=WWN)
+        self.busy.add(DEVICE)  # as our own backstore holds it
+        self.assertEqual(first, host.create(self.record, ALLOWED, DEVICE,
+                                            wwn=WWN))
+        self.assertEqual([DEVICE], self.admitted)
 
     def test_failed_create_records_nothing(self):
         fake_rtslib.STATE.fail_on['lun'] = fake_rtslib.RTSLibError('no')
         self.assertRaises(exception.BackendError, host.create, self.record,
-                          DEVICE, wwn=WWN)
+                          ALLOWED, DEVICE, wwn=WWN)
         self.assertEqual({}, self.record.load())
 
     def test_refused_retry_keeps_the_record(self):
-        host.create(self.record, DEVICE, wwn=WWN)
+        host.create(self.record, ALLOWED, DEVICE, wwn=WWN)
         self.assertRaises(exception.EndpointExists, host.create,
-                          self.record, OTHER_DEVICE, wwn=WWN)
+                          self.record, ALLOWED, OTHER_DEVICE, wwn=WWN)
         self.assertEqual('present', self.status())
 
     def test_delete_forgets_the_endpoint(self):
-        host.create(self.record, DEVICE, wwn=WWN)
+        host.create(self.record, ALLOWED, DEVICE, wwn=WWN)
         self.assertTrue(host.delete(self.record, WWN))
         self.assertEqual({}, self.record.load())
 
     def test_refused_delete_keeps_the_record(self):
-        host.create(self.record, DEVICE, wwn=WWN)
+        host.create(self.record, ALLOWED, DEVICE, wwn=WWN)
         fake_rtslib.STATE.held.add(WWN)
         self.assertRaises(exception.EndpointInUse, host.delete,
                           self.record, WWN)
         self.assertEqual('present', self.status())
 
     def test_invalid_input_touches_neither_lio_nor_the_record(self):
-        for call in ((host.create, self.record, '/dev/null'),
-                     (host.create, self.record, DEVICE, 'naa.6' + '0' * 15),
+        for call in ((host.create, self.record, ALLOWED, '/dev/null'),
+                     (host.create, self.record, ALLOWED, DEVICE,
+                      'naa.6' + '0' * 15),
                      (host.delete, self.record, 'naa.1')):
             self.assertRaises(exception.Invalid, *call)
         self.assertFalse(os.path.exists(self.record.directory))
@@ -98,7 +154,7 @@ class CrashTestCase(HostTestCase):
     def test_intent_is_recorded_before_lio_is_touched(self):
         seen = []
         self.prepare.side_effect = lambda rtslib: seen.append(self.status())
-        host.create(self.record, DEVICE, wwn=WWN)
+        host.create(self.record, ALLOWED, DEVICE, wwn=WWN)
         self.assertEqual('creating', seen[-1])
         seen.clear()
         host.delete(self.record, WWN)
@@ -111,16 +167,16 @@ class CrashTestCase(HostTestCase):
             self.record.set(WWN, state.CREATING)
             # What the killed helper built before dying at this step:
             self.kill_at(step)
-            self.assertRaises(SystemExit, lio._build, fake_rtslib, DEVICE,
-                              WWN, NEXUS)
-            endpoint = host.create(self.record, DEVICE, wwn=WWN,
+            self.assertRaises(SystemExit, lio._build, fake_rtslib,
+                              self.device(DEVICE), WWN, NEXUS, 's', False)
+            endpoint = host.create(self.record, ALLOWED, DEVICE, wwn=WWN,
                                    nexus=NEXUS)
             self.assertEqual(DEVICE, endpoint['luns'][0]['device_path'],
                              step)
             self.assertEqual('present', self.status(), step)
 
     def test_delete_after_a_crashed_delete_converges(self):
-        host.create(self.record, DEVICE, wwn=WWN)
+        host.create(self.record, ALLOWED, DEVICE, wwn=WWN)
         self.record.set(WWN, state.DELETING)
         fake_rtslib.STATE.targets[('vhost', WWN)].tpgs[0].luns[0].delete()
         self.assertTrue(host.delete(self.record, WWN))
@@ -131,8 +187,8 @@ class CrashTestCase(HostTestCase):
     def test_cleanup_removes_half_built_endpoint(self):
         self.record.set(WWN, state.CREATING)
         fake_rtslib.STATE.fail_on['lun'] = SystemExit('SIGKILL')
-        self.assertRaises(SystemExit, lio._build, fake_rtslib, DEVICE, WWN,
-                          NEXUS)
+        self.assertRaises(SystemExit, lio._build, fake_rtslib,
+                          self.device(DEVICE), WWN, NEXUS, 's', False)
         self.assertEqual({'endpoints': [WWN], 'backstores': []},
                          host.cleanup(self.record))
         self.assertEqual({'storage': [], 'targets': []},
@@ -162,7 +218,7 @@ class CleanupTestCase(HostTestCase):
         fake_rtslib.TPG(fake_rtslib.Target(fake_rtslib.FabricModule('vhost'),
                                            'naa.5001405ccccccccc',
                                            mode='create'), 1)
-        host.create(self.record, DEVICE, wwn=WWN)
+        host.create(self.record, ALLOWED, DEVICE, wwn=WWN)
         before = fake_rtslib.snapshot()
         self.assertEqual({'endpoints': [], 'backstores': []},
                          host.cleanup(self.record))
@@ -175,30 +231,70 @@ class RestoreTestCase(HostTestCase):
         """LIO forgets everything; the state file survives."""
         fake_rtslib.reset()
 
-    def test_restore_recreates_with_same_wwn_and_nexus(self):
-        created = host.create(self.record, DEVICE, wwn=WWN, nexus=NEXUS)
+    def test_restore_recreates_with_same_wwn_nexus_serial_and_flag(self):
+        created = host.create(self.record, ALLOWED, DEVICE, wwn=WWN,
+                              nexus=NEXUS, serial='volume-1', read_only=True)
         self.reboot()
-        report = host.restore(self.record)
+        report = host.restore(self.record, ALLOWED)
         self.assertEqual({'restored': [created], 'already_present': [],
                           'failed': []}, report)
         self.assertEqual(created, lio.show(WWN))
+        self.assertEqual('volume-1', created['luns'][0]['serial'])
+        self.assertTrue(created['luns'][0]['read_only'])
 
     def test_restore_skips_present_endpoints(self):
-        created = host.create(self.record, DEVICE, wwn=WWN)
+        created = host.create(self.record, ALLOWED, DEVICE, wwn=WWN)
         before = fake_rtslib.snapshot()
         self.assertEqual([created],
-                         host.restore(self.record)['already_present'])
+                         host.restore(self.record,
+                                      ALLOWED)['already_present'])
         self.assertEqual(before, fake_rtslib.snapshot())
 
+    def test_restore_refuses_a_device_that_is_now_another_disk(self):
+        self.identities[DEVICE] = 'loop dev=2049 ino=12 offset=0 sizelimit=0'
+        host.create(self.record, ALLOWED, DEVICE, wwn=WWN)
+        recorded = self.record.get(WWN)
+        self.reboot()
+        self.identities[DEVICE] = 'loop dev=2049 ino=99 offset=0 sizelimit=0'
+        report = host.restore(self.record, ALLOWED)
+        [failure] = report['failed']
+        self.assertEqual(WWN, failure['item'])
+        self.assertEqual('DeviceNotAllowed', failure['error']['error'])
+        self.assertEqual(devices.IDENTITY,
+                         failure['error']['kwargs']['rule'])
+        self.assertEqual([], report['restored'])
+        self.assertEqual({'storage': [], 'targets': []},
+                         fake_rtslib.snapshot())
+        self.assertEqual(recorded, self.record.get(WWN))
+
+    def test_restore_of_a_device_without_identity_checks_none(self):
+        created = host.create(self.record, ALLOWED, DEVICE, wwn=WWN)
+        self.reboot()
+        self.identities[DEVICE] = 'serial gained-one'
+        self.assertEqual([created],
+                         host.restore(self.record, ALLOWED)['restored'])
+
+    def test_restore_fixes_the_serial_of_a_format_2_entry(self):
+        host.create(self.record, ALLOWED, DEVICE, wwn=WWN, nexus=NEXUS)
+        entry = self.record.get(WWN)
+        for key in ('serial', 'read_only', 'identity'):
+            del entry['luns'][0][key]
+        self.record.set(WWN, state.PRESENT, **host._fields(entry))
+        self.reboot()
+        [restored] = host.restore(self.record, ALLOWED)['restored']
+        lun = self.record.get(WWN)['luns'][0]
+        self.assertEqual(restored['luns'][0]['serial'], lun['serial'])
+        self.assertFalse(lun['read_only'])
+
     def test_missing_device_is_reported_and_the_rest_restored(self):
-        gone = host.create(self.record, '/dev/loop0', wwn=WWN)
-        kept = host.create(self.record, OTHER_DEVICE,
+        gone = host.create(self.record, ALLOWED, '/dev/loop0', wwn=WWN)
+        kept = host.create(self.record, ALLOWED, OTHER_DEVICE,
                            wwn='naa.5001405000000009')
         self.reboot()
         entry = self.record.get(WWN)
         entry['luns'][0]['device_path'] = '/dev/vanished'
         self.record.set(WWN, state.PRESENT, **host._fields(entry))
-        report = host.restore(self.record)
+        report = host.restore(self.record, ALLOWED)
         self.assertEqual([kept], report['restored'])
         [failure] = report['failed']
         self.assertEqual(gone['wwn'], failure['item'])
@@ -206,11 +302,11 @@ class RestoreTestCase(HostTestCase):
         self.assertIn('/dev/vanished', failure['error']['message'])
 
     def test_restore_never_touches_foreign_objects(self):
-        host.create(self.record, DEVICE, wwn=WWN)
+        host.create(self.record, ALLOWED, DEVICE, wwn=WWN)
         self.reboot()
         self.add_foreign_objects()
         before = fake_rtslib.snapshot()
-        host.restore(self.record)
+        host.restore(self.record, ALLOWED)
         after = fake_rtslib.snapshot()
         self.assertEqual([obj for obj in after['targets']
                           if obj[1] != WWN], before['targets'])
@@ -226,7 +322,7 @@ class BatchTestCase(HostTestCase):
                 {'device_path': OTHER_DEVICE, 'wwn': self.OTHER_WWN}]
 
     def test_create_many_creates_and_records_each(self):
-        report = host.create_many(self.record, self.specs())
+        report = host.create_many(self.record, ALLOWED, self.specs())
         self.assertEqual([], report['failed'])
         self.assertEqual([WWN, self.OTHER_WWN],
                          [ep['wwn'] for ep in report['created']])
@@ -235,9 +331,10 @@ class BatchTestCase(HostTestCase):
 
     def test_one_failure_is_reported_and_the_rest_created(self):
         fake_rtslib.STATE.fail_on['lun'] = fake_rtslib.RTSLibError('no')
-        report = host.create_many(self.record, self.specs())
+        report = host.create_many(self.record, ALLOWED, self.specs())
         [failure] = report['failed']
-        self.assertEqual({'device_path': DEVICE, 'wwn': WWN, 'nexus': None},
+        self.assertEqual({'device_path': DEVICE, 'wwn': WWN, 'nexus': None,
+                          'serial': None, 'read_only': False},
                          failure['item'])
         self.assertEqual('BackendError', failure['error']['error'])
         self.assertEqual([self.OTHER_WWN],
@@ -249,7 +346,7 @@ class BatchTestCase(HostTestCase):
 
     def test_unexpected_error_is_reported_as_backend_error(self):
         fake_rtslib.STATE.fail_on['target'] = RuntimeError('surprise')
-        report = host.create_many(self.record, self.specs())
+        report = host.create_many(self.record, ALLOWED, self.specs())
         [failure] = report['failed']
         self.assertEqual('BackendError', failure['error']['error'])
         self.assertIn('surprise', failure['error']['message'])
@@ -258,13 +355,13 @@ class BatchTestCase(HostTestCase):
     def test_invalid_batch_changes_nothing(self):
         specs = self.specs() + [{'device_path': DEVICE}]
         self.assertRaises(exception.Invalid, host.create_many, self.record,
-                          specs)
+                          ALLOWED, specs)
         self.assertEqual({'storage': [], 'targets': []},
                          fake_rtslib.snapshot())
         self.assertEqual({}, self.record.load())
 
     def test_delete_many_reports_deleted_absent_and_held(self):
-        host.create_many(self.record, self.specs())
+        host.create_many(self.record, ALLOWED, self.specs())
         fake_rtslib.STATE.held.add(self.OTHER_WWN)
         report = host.delete_many(
             self.record, [WWN, 'naa.5001405000000005', self.OTHER_WWN])
@@ -277,13 +374,13 @@ class BatchTestCase(HostTestCase):
         self.assertEqual('present', self.status(self.OTHER_WWN))
 
     def test_delete_many_claims_every_endpoint_with_one_device(self):
-        host.create_many(self.record, self.specs())
+        host.create_many(self.record, ALLOWED, self.specs())
         host.delete_many(self.record, [WWN, self.OTHER_WWN])
         self.assertEqual([WWN, self.OTHER_WWN], self.claims)
         self.assertEqual(1, len(self.claimers))
 
     def test_invalid_wwn_batch_deletes_nothing(self):
-        host.create_many(self.record, self.specs())
+        host.create_many(self.record, ALLOWED, self.specs())
         before = fake_rtslib.snapshot()
         self.assertRaises(exception.InvalidWWN, host.delete_many,
                           self.record, [WWN, 'naa.1'])

@@ -20,6 +20,7 @@ from unittest import mock
 import fixtures
 
 from vhost_brick import exception
+from vhost_brick.privileged import devices
 from vhost_brick.privileged import lio
 from vhost_brick.tests import base
 from vhost_brick.tests.unit import fake_rtslib
@@ -29,7 +30,8 @@ WWN = 'naa.5001405000000001'
 NEXUS = 'naa.5001405000000002'
 DEVICE = '/dev/disk/by-id/fake-disk-a'
 OTHER_DEVICE = '/dev/disk/by-id/fake-disk-b'
-RDEV = {DEVICE: 0x700, OTHER_DEVICE: 0x701, '/dev/loop0': 0x700}
+RDEV = {DEVICE: 0x700, OTHER_DEVICE: 0x701, '/dev/loop0': 0x700,
+        '/dev/sdz': 0x810}
 
 
 class LioTestCase(base.TestCase):
@@ -66,6 +68,13 @@ class LioTestCase(base.TestCase):
                 if flags & os.O_EXCL and path in self.busy:
                     raise OSError(errno.EBUSY, 'Device or resource busy')
                 return real_open(os.devnull, os.O_RDONLY)
+            if not flags & (os.O_WRONLY | os.O_RDWR):
+                shown = fake_rtslib.shown(path, RDEV.get)
+                if shown != path:
+                    try:
+                        return real_open(shown, flags, *args, **kwargs)
+                    finally:
+                        os.unlink(shown)
             return real_open(path, flags, *args, **kwargs)
         self.useFixture(fixtures.MockPatch('os.stat', side_effect=fake_stat))
         self.useFixture(fixtures.MockPatchObject(
@@ -97,6 +106,19 @@ class LioTestCase(base.TestCase):
         self.useFixture(fixtures.MonkeyPatch(
             'vhost_brick.privileged.vhostdev.Claimer', FakeClaimer))
 
+    def create(self, device_path, wwn=None, nexus=None, serial='serial-1',
+               read_only=False):
+        """lio.create of a device admitted as it is; a fresh WWN if none.
+
+        The fakes have no sysfs for devices.admit to read.
+        """
+        return lio.create(self.device(device_path), wwn or lio.unused_wwn(),
+                          nexus, serial, read_only)
+
+    def device(self, device_path):
+        return devices.Device(device_path, device_path, RDEV[device_path],
+                              None)
+
     @property
     def hba(self):
         return os.path.join(self.root, 'core', 'iblock_%d' % lio.HBA_INDEX)
@@ -125,7 +147,7 @@ class LioTestCase(base.TestCase):
 class CreateTestCase(LioTestCase):
 
     def test_create_builds_backstore_target_tpg_nexus_and_lun(self):
-        result = lio.create(DEVICE, wwn=WWN, nexus=NEXUS)
+        result = self.create(DEVICE, wwn=WWN, nexus=NEXUS)
         self.assertEqual(
             {'storage': [('block', 'vhost-brick-5001405000000001', DEVICE)],
              'targets': [('vhost', WWN, 1, NEXUS,
@@ -134,61 +156,80 @@ class CreateTestCase(LioTestCase):
         self.assertEqual(
             {'wwn': WWN, 'tpgt': 1, 'nexus': NEXUS,
              'luns': [{'lun': 0, 'device_path': DEVICE,
-                       'backstore': 'vhost-brick-5001405000000001'}]},
+                       'backstore': 'vhost-brick-5001405000000001',
+                       'serial': 'serial-1', 'read_only': False}]},
             result)
 
-    def test_create_without_wwn_and_nexus_generates_both(self):
-        result = lio.create(DEVICE)
-        self.assertRegex(result['wwn'], r'^naa\.5001405[0-9a-f]{9}$')
+    def test_the_kernel_is_given_the_checked_node_and_readers_the_path(self):
+        device = devices.Device(DEVICE, '/dev/loop0', RDEV['/dev/loop0'],
+                                None)
+        lio.create(device, WWN, NEXUS, 'serial-1')
+        backstore = os.path.join(self.hba, lio.backstore_name(WWN))
+        with open(os.path.join(backstore, 'control')) as control:
+            self.assertEqual('udev_path=/dev/loop0,readonly=0',
+                             control.read())
+        with open(os.path.join(backstore, 'udev_path')) as udev_path:
+            self.assertEqual(DEVICE, udev_path.read())
+
+    def test_serial_and_read_only_are_applied_and_reported(self):
+        result = self.create(DEVICE, wwn=WWN, serial='volume-42',
+                             read_only=True)
+        self.assertEqual('volume-42', result['luns'][0]['serial'])
+        self.assertTrue(result['luns'][0]['read_only'])
+        self.assertEqual(result, lio.show(WWN))
+
+    def test_a_backstore_serving_another_device_is_rolled_back(self):
+        # The node was swapped after the check: the kernel opened 0x701.
+        device = devices.Device(DEVICE, OTHER_DEVICE, RDEV[DEVICE], None)
+        err = self.assertRaises(exception.DeviceNotAllowed, lio.create,
+                                device, WWN, NEXUS, 'serial-1')
+        self.assertEqual(devices.CHANGED, err.kwargs['rule'])
+        self.assertEqual({'storage': [], 'targets': []},
+                         fake_rtslib.snapshot())
+        self.assertFalse(os.path.exists(self.hba))
+
+    def test_create_without_nexus_generates_one(self):
+        result = self.create(DEVICE, wwn=WWN)
         self.assertRegex(result['nexus'], r'^naa\.5001405[0-9a-f]{9}$')
         self.assertNotEqual(result['wwn'], result['nexus'])
 
-    def test_generated_wwn_skips_one_already_taken(self):
-        taken = lio.create(OTHER_DEVICE)['wwn']
+    def test_unused_wwn_skips_one_already_taken(self):
+        taken = self.create(OTHER_DEVICE)['wwn']
         with mock.patch.object(lio.validation, 'generate_wwn',
-                               side_effect=[taken, WWN, NEXUS]):
-            self.assertEqual(WWN, lio.create(DEVICE)['wwn'])
+                               side_effect=[taken, WWN]):
+            self.assertEqual(WWN, lio.unused_wwn())
 
     def test_create_gives_the_tpg_its_nexus_without_a_random_one(self):
         # rtslib-fb would first write a random nexus, to be dropped again.
         with mock.patch.object(fake_rtslib.STATE, 'random_wwn') as random:
-            result = lio.create(DEVICE, wwn=WWN, nexus=NEXUS)
+            result = self.create(DEVICE, wwn=WWN, nexus=NEXUS)
         random.assert_not_called()
         self.assertEqual(NEXUS, result['nexus'])
 
-    def test_retry_with_same_wwn_and_device_returns_existing(self):
-        first = lio.create(DEVICE, wwn=WWN)
+    def test_create_of_an_existing_wwn_raises_endpoint_exists(self):
+        self.create(DEVICE, wwn=WWN)
         before = fake_rtslib.snapshot()
-        self.assertEqual(first, lio.create(DEVICE, wwn=WWN))
-        self.assertEqual(first, lio.create('/dev/loop0', wwn=WWN))
+        self.assertRaises(exception.EndpointExists, self.create,
+                          OTHER_DEVICE, wwn=WWN)
         self.assertEqual(before, fake_rtslib.snapshot())
 
-    def test_wwn_taken_by_another_device_raises_endpoint_exists(self):
-        lio.create(OTHER_DEVICE, wwn=WWN)
+    def test_device_used_by_a_foreign_storage_object_is_refused(self):
+        fake_rtslib.FileIOStorageObject('file0', dev='/dev/loop0')
         before = fake_rtslib.snapshot()
-        err = self.assertRaises(exception.EndpointExists, lio.create,
-                                DEVICE, wwn=WWN)
-        self.assertIn(OTHER_DEVICE, str(err))
+        err = self.assertRaises(exception.DeviceInUse, self.create, DEVICE)
+        self.assertEqual(devices.LIO_BACKSTORE, err.kwargs['rule'])
+        self.assertIn('fileio_0/file0', str(err))
         self.assertEqual(before, fake_rtslib.snapshot())
 
-    def test_retry_with_another_nexus_raises_endpoint_exists(self):
-        lio.create(DEVICE, wwn=WWN, nexus=NEXUS)
-        self.assertRaises(exception.EndpointExists, lio.create, DEVICE,
-                          wwn=WWN, nexus='naa.5001405000000003')
-
-    def test_device_held_exclusively_raises_device_in_use(self):
-        self.busy.add(DEVICE)
-        err = self.assertRaises(exception.DeviceInUse, lio.create, DEVICE,
-                                wwn=WWN)
-        self.assertIn('held open exclusively', str(err))
-        self.assertEqual({'storage': [], 'targets': []},
-                         fake_rtslib.snapshot())
-
-    def test_device_backing_a_lio_backstore_names_it(self):
+    def test_lio_users_names_every_storage_object_of_the_device(self):
+        self.create(DEVICE, wwn=WWN)
         fake_rtslib.BlockStorageObject('disk0', dev='/dev/loop0')
-        self.busy.add(DEVICE)
-        err = self.assertRaises(exception.DeviceInUse, lio.create, DEVICE)
-        self.assertIn('block/disk0', str(err))
+        self.assertEqual(
+            ['iblock_0/disk0',
+             'iblock_%d/%s' % (lio.HBA_INDEX, lio.backstore_name(WWN))],
+            lio.lio_users(RDEV[DEVICE]))
+        self.assertEqual(['iblock_0/disk0'],
+                         lio.lio_users(RDEV[DEVICE], include_own=False))
 
     def test_failure_at_each_step_leaves_nothing_behind(self):
         for step in ('storage', 'target', 'tpg', 'nexus', 'lun'):
@@ -196,7 +237,7 @@ class CreateTestCase(LioTestCase):
             state = self.add_foreign_objects()
             before = fake_rtslib.snapshot()
             state.fail_on[step] = fake_rtslib.RTSLibError('%s failed' % step)
-            err = self.assertRaises(exception.BackendError, lio.create,
+            err = self.assertRaises(exception.BackendError, self.create,
                                     DEVICE, wwn=WWN, nexus=NEXUS)
             self.assertIn('%s failed' % step, str(err))
             self.assertEqual(before, fake_rtslib.snapshot(), step)
@@ -204,7 +245,7 @@ class CreateTestCase(LioTestCase):
 
     def test_os_error_is_translated_and_rolled_back(self):
         fake_rtslib.STATE.fail_on['lun'] = OSError(errno.ENOSPC, 'full')
-        err = self.assertRaises(exception.BackendError, lio.create, DEVICE,
+        err = self.assertRaises(exception.BackendError, self.create, DEVICE,
                                 wwn=WWN)
         self.assertIsInstance(err.__cause__, OSError)
         self.assertEqual({'storage': [], 'targets': []},
@@ -213,24 +254,63 @@ class CreateTestCase(LioTestCase):
     def test_missing_vhost_module_raises_kernel_support_missing(self):
         fake_rtslib.STATE.fail_on['target'] = fake_rtslib.RTSLibError(
             'Could not create VhostFabricModule in configFS')
-        err = self.assertRaises(exception.KernelSupportMissing, lio.create,
+        err = self.assertRaises(exception.KernelSupportMissing, self.create,
                                 DEVICE, wwn=WWN)
         self.assertIn('modprobe vhost_scsi', str(err))
 
     def test_orphan_backstore_of_same_wwn_is_replaced(self):
-        lio._create_backstore('vhost-brick-5001405000000001', OTHER_DEVICE)
-        lio.create(DEVICE, wwn=WWN)
+        lio._create_backstore('vhost-brick-5001405000000001',
+                              self.device(OTHER_DEVICE), 'serial-0', False)
+        self.create(DEVICE, wwn=WWN)
         self.assertEqual(
             [('block', 'vhost-brick-5001405000000001', DEVICE)],
             fake_rtslib.snapshot()['storage'])
 
     def test_helper_side_validation(self):
-        self.assertRaises(exception.InvalidDevice, lio.create, 'relative')
-        self.assertRaises(exception.InvalidWWN, lio.create, DEVICE,
-                          wwn='naa.6001405bd4e8476d')
-        self.assertRaises(exception.InvalidNexus, lio.create, DEVICE,
-                          nexus='naa.1')
-        self.prepare.assert_not_called()
+        device = self.device(DEVICE)
+        for args, error in (
+                ((device, 'naa.6001405bd4e8476d', None, 's'),
+                 exception.InvalidWWN),
+                ((device, WWN, 'naa.1', 's'), exception.InvalidNexus),
+                ((device, WWN, None, 'a b'), exception.InvalidSerial),
+                ((device, WWN, None, 's', 'yes'), exception.Invalid)):
+            self.assertRaises(error, lio.create, *args)
+        self.assertEqual({'storage': [], 'targets': []},
+                         fake_rtslib.snapshot())
+
+
+class ExistingTestCase(LioTestCase):
+    """lio.existing: is a create a retry of the one that made wwn?"""
+
+    def test_unknown_wwn_is_none(self):
+        self.assertIsNone(lio.existing(WWN, DEVICE))
+
+    def test_retry_with_same_device_returns_the_endpoint(self):
+        first = self.create(DEVICE, wwn=WWN, nexus=NEXUS)
+        self.assertEqual(first, lio.existing(WWN, DEVICE, nexus=NEXUS,
+                                             serial='serial-1'))
+        self.assertEqual(first, lio.existing(WWN, '/dev/loop0'))
+
+    def test_another_device_raises_endpoint_exists(self):
+        self.create(OTHER_DEVICE, wwn=WWN)
+        err = self.assertRaises(exception.EndpointExists, lio.existing,
+                                WWN, DEVICE)
+        self.assertIn(OTHER_DEVICE, str(err))
+
+    def test_another_nexus_raises_endpoint_exists(self):
+        self.create(DEVICE, wwn=WWN, nexus=NEXUS)
+        self.assertRaises(exception.EndpointExists, lio.existing, WWN,
+                          DEVICE, nexus='naa.5001405000000003')
+
+    def test_another_serial_raises_endpoint_exists(self):
+        self.create(DEVICE, wwn=WWN)
+        self.assertRaises(exception.EndpointExists, lio.existing, WWN,
+                          DEVICE, serial='other')
+
+    def test_another_read_only_flag_raises_endpoint_exists(self):
+        self.create(DEVICE, wwn=WWN)
+        self.assertRaises(exception.EndpointExists, lio.existing, WWN,
+                          DEVICE, read_only=True)
 
 
 class DeleteTestCase(LioTestCase):
@@ -238,12 +318,12 @@ class DeleteTestCase(LioTestCase):
     def test_delete_removes_target_and_own_backstore(self):
         self.add_foreign_objects()
         before = fake_rtslib.snapshot()
-        lio.create(DEVICE, wwn=WWN)
+        self.create(DEVICE, wwn=WWN)
         self.assertTrue(lio.delete(WWN))
         self.assertEqual(before, fake_rtslib.snapshot())
 
     def test_delete_claims_the_endpoint_while_removing_luns(self):
-        lio.create(DEVICE, wwn=WWN)
+        self.create(DEVICE, wwn=WWN)
         lio.delete(WWN)
         self.assertEqual([WWN], self.claims)
 
@@ -254,19 +334,20 @@ class DeleteTestCase(LioTestCase):
         self.assertEqual(before, fake_rtslib.snapshot())
 
     def test_delete_unknown_wwn_removes_our_orphan_backstore(self):
-        lio._create_backstore('vhost-brick-5001405000000001', DEVICE)
+        lio._create_backstore('vhost-brick-5001405000000001',
+                              self.device(DEVICE), 'serial-0', False)
         self.assertFalse(lio.delete(WWN))
         self.assertEqual([], fake_rtslib.snapshot()['storage'])
 
     def test_delete_held_endpoint_raises_and_removes_nothing(self):
-        lio.create(DEVICE, wwn=WWN)
+        self.create(DEVICE, wwn=WWN)
         before = fake_rtslib.snapshot()
         fake_rtslib.STATE.held.add(WWN)
         self.assertRaises(exception.EndpointInUse, lio.delete, WWN)
         self.assertEqual(before, fake_rtslib.snapshot())
 
     def test_hypervisor_attaching_after_claim_gets_luns_back(self):
-        lio.create(DEVICE, wwn=WWN)
+        self.create(DEVICE, wwn=WWN)
         before = fake_rtslib.snapshot()
         real_claim = self.fake_claim
 
@@ -280,7 +361,7 @@ class DeleteTestCase(LioTestCase):
         self.assertEqual(before, fake_rtslib.snapshot())
 
     def test_lun_removal_failure_puts_removed_luns_back(self):
-        lio.create(DEVICE, wwn=WWN)
+        self.create(DEVICE, wwn=WWN)
         before = fake_rtslib.snapshot()
         fake_rtslib.STATE.fail_on['delete_lun'] = OSError(errno.EIO, 'io')
         self.assertRaises(exception.BackendError, lio.delete, WWN)
@@ -294,7 +375,7 @@ class DeleteTestCase(LioTestCase):
         self.assertIn(('iscsi', 'iqn.2003-01.org.example:t1'), state.targets)
 
     def test_delete_removes_a_lun_left_without_its_link(self):
-        lio.create(DEVICE, wwn=WWN)
+        self.create(DEVICE, wwn=WWN)
         fake_rtslib.STATE.targets[('vhost', WWN)].tpgs[0].luns[0].break_link()
         self.assertTrue(lio.delete(WWN))
         self.assertEqual({'storage': [], 'targets': []},
@@ -325,7 +406,7 @@ class ReadTestCase(LioTestCase):
     def test_list_returns_vhost_endpoints_only(self):
         with mock.patch.object(lio, '_rtslib', return_value=fake_rtslib):
             self.add_foreign_objects()
-            lio.create(DEVICE, wwn=WWN, nexus=NEXUS)
+            self.create(DEVICE, wwn=WWN, nexus=NEXUS)
         self.assertEqual(
             [(WWN, [(DEVICE, 'vhost-brick-5001405000000001')]),
              ('naa.5001405bbbbbbbbb', [('/dev/sdz', 'disk0')])],
@@ -370,7 +451,7 @@ class ReadTestCase(LioTestCase):
 
     def test_show_is_what_create_returned(self):
         with mock.patch.object(lio, '_rtslib', return_value=fake_rtslib):
-            created = lio.create(DEVICE, wwn=WWN)
+            created = self.create(DEVICE, wwn=WWN)
         self.assertEqual(created, lio.show(WWN))
 
     def test_target_without_tpg_shows_as_empty_tpg_1(self):
@@ -399,9 +480,10 @@ class ReadTestCase(LioTestCase):
 
     def test_lun_without_its_link_is_listed_without_device(self):
         with mock.patch.object(lio, '_rtslib', return_value=fake_rtslib):
-            lio.create(DEVICE, wwn=WWN)
+            self.create(DEVICE, wwn=WWN)
         fake_rtslib.STATE.targets[('vhost', WWN)].tpgs[0].luns[0].break_link()
-        self.assertEqual([{'lun': 0, 'device_path': '', 'backstore': ''}],
+        self.assertEqual([{'lun': 0, 'device_path': '', 'backstore': '',
+                           'serial': '', 'read_only': False}],
                          lio.show(WWN)['luns'])
 
     def test_show_unknown_raises_not_found(self):
@@ -436,17 +518,17 @@ class BackstoreLayoutTestCase(LioTestCase):
         return storage
 
     def test_backstore_is_made_in_the_shared_hba(self):
-        lio.create(DEVICE, wwn=WWN)
+        self.create(DEVICE, wwn=WWN)
         with open(os.path.join(self.path(), 'udev_path')) as udev_path:
             self.assertEqual(DEVICE, udev_path.read())
         with open(os.path.join(self.path(), 'enable')) as enable:
             self.assertEqual('1', enable.read())
         with open(os.path.join(self.path(), 'wwn', 'vpd_unit_serial')) as sn:
-            self.assertRegex(sn.read(), r'^[0-9a-f-]{36}$')
+            self.assertEqual('serial-1', sn.read())
 
     def test_endpoints_share_one_hba(self):
-        lio.create(DEVICE, wwn=WWN)
-        lio.create(OTHER_DEVICE, wwn=NEXUS)
+        self.create(DEVICE, wwn=WWN)
+        self.create(OTHER_DEVICE, wwn=NEXUS)
         self.assertEqual(['iblock_%d' % lio.HBA_INDEX],
                          os.listdir(os.path.join(self.root, 'core')))
         self.assertEqual(sorted([lio.backstore_name(WWN),
@@ -454,7 +536,7 @@ class BackstoreLayoutTestCase(LioTestCase):
                          sorted(os.listdir(self.hba)))
 
     def test_backstore_is_found_by_its_path_without_a_scan(self):
-        lio.create(DEVICE, wwn=WWN)
+        self.create(DEVICE, wwn=WWN)
         with mock.patch('os.listdir', side_effect=AssertionError('scan')), \
                 mock.patch('os.scandir', side_effect=AssertionError('scan')):
             self.assertEqual(self.path(), lio._find_backstore(
@@ -462,19 +544,19 @@ class BackstoreLayoutTestCase(LioTestCase):
             self.assertIsNone(lio._find_backstore(lio.backstore_name(NEXUS)))
 
     def test_delete_keeps_the_hba_while_other_backstores_use_it(self):
-        lio.create(DEVICE, wwn=WWN)
-        lio.create(OTHER_DEVICE, wwn=NEXUS)
+        self.create(DEVICE, wwn=WWN)
+        self.create(OTHER_DEVICE, wwn=NEXUS)
         lio.delete(WWN)
         self.assertEqual([lio.backstore_name(NEXUS)], os.listdir(self.hba))
 
     def test_deleting_the_last_endpoint_removes_the_hba(self):
-        lio.create(DEVICE, wwn=WWN)
+        self.create(DEVICE, wwn=WWN)
         lio.delete(WWN)
         self.assertEqual([], os.listdir(os.path.join(self.root, 'core')))
 
     def test_backstore_a_foreign_lun_links_survives_delete(self):
         logger = self.useFixture(fixtures.FakeLogger(level=logging.WARNING))
-        lio.create(DEVICE, wwn=WWN)
+        self.create(DEVICE, wwn=WWN)
         foreign = fake_rtslib.Target(fake_rtslib.FabricModule('loopback'),
                                      'naa.5001405aaaaaaaaa', mode='create')
         fake_rtslib.LUN(fake_rtslib.TPG(foreign, 1), 0,
@@ -502,7 +584,8 @@ class BackstoreLayoutTestCase(LioTestCase):
 
     def test_orphan_backstores_include_the_old_layout(self):
         fake_rtslib.BlockStorageObject(lio.backstore_name(WWN), dev=DEVICE)
-        lio._create_backstore(lio.backstore_name(NEXUS), OTHER_DEVICE)
+        lio._create_backstore(lio.backstore_name(NEXUS),
+                              self.device(OTHER_DEVICE), 'serial-0', False)
         self.assertEqual(sorted([lio.backstore_name(WWN),
                                  lio.backstore_name(NEXUS)]),
                          lio.orphan_backstores())
@@ -510,7 +593,7 @@ class BackstoreLayoutTestCase(LioTestCase):
     def test_linked_backstores_are_not_orphans(self):
         self.add_foreign_objects()
         self.old_layout_endpoint()
-        lio.create(OTHER_DEVICE, wwn=NEXUS)
+        self.create(OTHER_DEVICE, wwn=NEXUS)
         self.assertEqual([], lio.orphan_backstores())
 
     def test_orphan_backstores_without_lio_is_empty(self):

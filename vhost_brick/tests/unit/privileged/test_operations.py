@@ -12,13 +12,22 @@
 
 """The host lock both root entry paths take."""
 
+import fcntl
 import os
 import stat
+import subprocess
+import sys
+import threading
+import time
 
 import fixtures
 
+from vhost_brick import exception
 from vhost_brick.privileged import operations
 from vhost_brick.tests import base
+
+
+TIMEOUT = 30
 
 
 class HostLockTestCase(base.TestCase):
@@ -32,7 +41,7 @@ class HostLockTestCase(base.TestCase):
             'vhost_brick.privileged.operations.LOCK_FILE', self.lock_file))
 
     def test_lock_file_and_its_directory_are_private(self):
-        with operations._host_lock():
+        with operations._host_lock(TIMEOUT):
             self.assertEqual(0o700,
                              stat.S_IMODE(os.stat(self.lock_dir).st_mode))
             self.assertEqual(0o600,
@@ -43,6 +52,66 @@ class HostLockTestCase(base.TestCase):
         target = os.path.join(os.path.dirname(self.lock_dir), 'target')
         os.symlink(target, self.lock_file)
         with self.assertRaises(OSError):
-            with operations._host_lock():
+            with operations._host_lock(TIMEOUT):
                 pass
         self.assertFalse(os.path.exists(target))
+
+    def test_a_lock_directory_others_can_write_is_refused(self):
+        os.makedirs(self.lock_dir, mode=0o777)
+        os.chmod(self.lock_dir, 0o777)
+        err = self.assertRaises(exception.BackendError,
+                                operations._host_lock(TIMEOUT).__enter__)
+        self.assertIn('not private to root', str(err))
+
+    def test_a_lock_file_others_can_read_is_refused(self):
+        os.makedirs(self.lock_dir, mode=0o700)
+        with open(self.lock_file, 'w'):
+            pass
+        os.chmod(self.lock_file, 0o644)
+        err = self.assertRaises(exception.BackendError,
+                                operations._host_lock(TIMEOUT).__enter__)
+        self.assertIn(self.lock_file, str(err))
+
+    def hold_lock(self):
+        """Another process holding the lock, until the test ends."""
+        with operations._host_lock(TIMEOUT):
+            pass  # makes the directory and the file
+        holder = subprocess.Popen(
+            [sys.executable, '-c',
+             'import fcntl, os, sys\n'
+             'fd = os.open(sys.argv[1], os.O_RDONLY)\n'
+             'fcntl.flock(fd, fcntl.LOCK_EX)\n'
+             'print("held", flush=True)\n'
+             'sys.stdin.read()\n', self.lock_file],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.addCleanup(holder.wait)
+        self.addCleanup(holder.stdin.close)
+        self.assertEqual('held', holder.stdout.readline().strip())
+        return holder
+
+    def test_a_held_lock_times_out_with_a_typed_error_naming_the_holder(self):
+        holder = self.hold_lock()
+        started = time.monotonic()
+        err = self.assertRaises(exception.LockTimeout,
+                                operations._host_lock(0.2).__enter__)
+        self.assertGreaterEqual(time.monotonic() - started, 0.2)
+        self.assertIn('pid %d (' % holder.pid, err.kwargs['holder'])
+        self.assertIn(sys.executable, err.kwargs['holder'])
+        self.assertEqual(self.lock_file, err.kwargs['path'])
+
+    def test_a_lock_released_within_the_timeout_is_taken(self):
+        holder = self.hold_lock()
+        release = threading.Timer(0.2, holder.stdin.close)
+        release.start()
+        self.addCleanup(release.join)
+        probe = os.open(self.lock_file, os.O_RDONLY)
+        self.addCleanup(os.close, probe)
+        with operations._host_lock(TIMEOUT):
+            self.assertEqual(0, holder.wait())
+            self.assertRaises(BlockingIOError, fcntl.flock, probe,
+                              fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def test_shared_holders_do_not_wait_for_each_other(self):
+        with operations._host_lock(TIMEOUT, shared=True):
+            with operations._host_lock(0.01, shared=True):
+                pass
