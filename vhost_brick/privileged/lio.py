@@ -643,12 +643,17 @@ def delete(wwn, claimer=None):
             _delete_leftover_backstore(wwn)
             return False
         tpgs = list(target.tpgs)
-        # Hold the endpoint while its LUNs go, so no hypervisor can
-        # attach it half-deleted (one without a nexus cannot be held).
-        claim = vhostdev.claim if claimer is None else claimer.claim
-        with (claim(wwn) if any(tpg.nexus for tpg in tpgs)
-              else contextlib.nullcontext()):
-            removed = _remove_luns(rtslib, tpgs)
+        with (vhostdev.Claimer() if claimer is None
+              else contextlib.nullcontext(claimer)) as claimer:
+            if wwn in claimer.named_by_hypervisors():
+                LOG.warning('Not deleting vhost endpoint %s: a hypervisor '
+                            'that is paused or not started names it', wwn)
+                raise exception.EndpointInUse(wwn=wwn)
+            # Hold the endpoint while its LUNs go, so no hypervisor can
+            # attach it half-deleted (one without a nexus cannot be held).
+            with (claimer.claim(wwn) if any(tpg.nexus for tpg in tpgs)
+                  else contextlib.nullcontext()):
+                removed = _remove_luns(rtslib, tpgs)
         try:
             target.delete()
         except OSError as err:

@@ -10,20 +10,32 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Tell whether a hypervisor holds a vhost-scsi endpoint.
+"""Tell whether a hypervisor holds, or will hold, a vhost-scsi endpoint.
 
 configfs exposes no "in use" attribute, and deleting a held endpoint
 half-succeeds (the kernel removes its LUNs, hot-unplugging the disks from
-the running guest, then refuses to remove the TPG). The only reliable
-probe is to try to claim the endpoint the way QEMU does, through
+the running guest, then refuses to remove the TPG). The kernel's answer
+is to try to claim the endpoint the way QEMU does, through
 ``/dev/vhost-scsi``: the kernel skips TPGs another vhost device holds, so
 the claim fails (ENODEV on 6.x, EEXIST on older kernels).
+
+The claim only sees a running device. QEMU releases the endpoint while
+its guest is paused (``stop``: a pause, a snapshot, the end of a
+migration) and has not claimed it before the guest's driver starts the
+device, yet it dies if the endpoint is gone when it does. Those are
+found by name (:meth:`Claimer.named_by_hypervisors`): a process that
+owns a vhost device (QEMU does from the moment the device is realized)
+and names the WWN on its command line (``-device
+vhost-scsi-pci,wwpn=...``, libvirt's JSON ``-device``), or a running
+libvirt domain whose live status names it (devices libvirt hot-plugged,
+which are not on the command line).
 """
 
 import contextlib
 import errno
 import fcntl
 import os
+import re
 import struct
 
 from vhost_brick import exception
@@ -54,6 +66,83 @@ VHOST_SCSI_CLEAR_ENDPOINT = _iow(0x41, _TARGET.size)
 
 _HELD_ERRNOS = (errno.ENODEV, errno.EEXIST)
 
+PROC = '/proc'
+# libvirt's live status of each running domain, with hot-plugged devices.
+LIBVIRT_STATUS_DIR = '/run/libvirt/qemu'
+_WWN_RE = re.compile(rb'naa\.[0-9a-f]{16}', re.IGNORECASE)
+_WORKER_RE = re.compile(rb'vhost-(\d+)\n\Z')
+
+
+def _read_proc(pid, name):
+    """/proc/<pid>/<name>, or b'' for a process gone meanwhile."""
+    try:
+        with open('%s/%s/%s' % (PROC, pid, name), 'rb') as entry:
+            return entry.read()
+    except OSError:
+        return b''
+
+
+def _owns_vhost_worker(pid, kernel_thread_owners):
+    """Whether process pid owns a vhost device.
+
+    Its worker is named ``vhost-<pid>``: a kernel thread on Linux 6.1, a
+    thread of the process itself (a vhost_task) from 6.4 on. Read from
+    ``comm``, which any process may read; a process's open files would
+    need ptrace access, which the capability-less privsep daemon lacks
+    for a QEMU running as root.
+    """
+    if pid in kernel_thread_owners:
+        return True
+    worker = b'vhost-%s\n' % pid.encode()
+    try:
+        tasks = os.listdir('%s/%s/task' % (PROC, pid))
+    except OSError:
+        return False
+    return any(_read_proc(pid, 'task/%s/comm' % tid) == worker
+               for tid in tasks)
+
+
+def _named_by_processes():
+    """WWNs on the command line of a process that owns a vhost device."""
+    naming = {}
+    kernel_thread_owners = set()
+    own = str(os.getpid())
+    for pid in os.listdir(PROC):
+        if not pid.isdigit() or pid == own:
+            continue
+        cmdline = _read_proc(pid, 'cmdline')
+        if cmdline:
+            wwns = _WWN_RE.findall(cmdline)
+            if wwns:
+                naming[pid] = wwns
+            continue
+        # An empty command line: a kernel thread, or a process gone.
+        owner = _WORKER_RE.match(_read_proc(pid, 'comm'))
+        if owner:
+            kernel_thread_owners.add(owner.group(1).decode())
+    return {wwn.decode().lower() for pid, wwns in naming.items()
+            if _owns_vhost_worker(pid, kernel_thread_owners)
+            for wwn in wwns}
+
+
+def _named_by_libvirt():
+    """WWNs named by the live status of a running libvirt domain."""
+    named = set()
+    try:
+        names = os.listdir(LIBVIRT_STATUS_DIR)
+    except OSError:  # no libvirt here
+        return named
+    for name in names:
+        if not name.endswith('.xml'):
+            continue
+        try:
+            with open(os.path.join(LIBVIRT_STATUS_DIR, name), 'rb') as status:
+                named.update(wwn.decode().lower()
+                             for wwn in _WWN_RE.findall(status.read()))
+        except OSError:
+            continue
+    return named
+
 
 class Claimer:
     """A /dev/vhost-scsi device that claims endpoints one after another.
@@ -65,6 +154,7 @@ class Claimer:
 
     def __init__(self):
         self._fd = None
+        self._named = None
 
     def __enter__(self):
         return self
@@ -90,6 +180,15 @@ class Claimer:
                 raise
             self._fd = fd
         return self._fd
+
+    def named_by_hypervisors(self):
+        """WWNs that a hypervisor names, claimed now or not; see above.
+
+        Found once per Claimer, so a batch of deletes scans /proc once.
+        """
+        if self._named is None:
+            self._named = _named_by_processes() | _named_by_libvirt()
+        return self._named
 
     @contextlib.contextmanager
     def claim(self, wwn):

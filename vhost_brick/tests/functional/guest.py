@@ -30,6 +30,7 @@ by QEMU instead of KVM.
 import contextlib
 import os
 import queue
+import socket
 import subprocess
 import sys
 import threading
@@ -55,8 +56,9 @@ for i in $(seq 200); do [ -b /dev/sda ] && break; sleep 0.1; done
 echo "disk=$(cat /sys/block/sda/device/vendor /sys/block/sda/device/model |
     tr -s ' \n' '  ')"
 echo "sector0=$(dd if=/dev/sda bs=512 count=1 2>/dev/null | tr -d '\000')"
-printf %s "$marker" | dd of=/dev/sda bs=512 seek=16 conv=sync,fsync \
-    2>/dev/null && echo "written"
+echo "ro=$(cat /sys/block/sda/ro)"
+if printf %s "$marker" | dd of=/dev/sda bs=512 seek=16 conv=sync,fsync \
+    2>/dev/null; then echo "written"; else echo "write failed"; fi
 read -r reply
 echo "host said $reply"
 poweroff -f
@@ -66,13 +68,19 @@ poweroff -f
 class NestedGuest:
     """QEMU attached to ``endpoint``; init reads sector 0, writes marker.
 
-    After printing ``written`` the guest waits for a line on its console
-    (:meth:`release`), so the test can act while the endpoint is held.
+    After printing ``written`` (or ``write failed``) the guest waits for
+    a line on its console (:meth:`release`), so the test can act while
+    the endpoint is held. :meth:`monitor` runs a QEMU monitor command,
+    e.g. ``stop`` to pause the guest; ``paused=True`` starts QEMU with
+    its guest not yet running (``-S``).
     """
 
-    def __init__(self, endpoint, marker, kernel_dir=vmrun.DEFAULT_KERNEL_DIR):
+    def __init__(self, endpoint, marker, kernel_dir=vmrun.DEFAULT_KERNEL_DIR,
+                 paused=False):
         initrd = vmrun.build_initramfs(kernel_dir, MODULES, INIT,
                                        dest_dir='/run')
+        self.monitor_path = '/run/vhost-brick-guest-%s.monitor' % (
+            os.urandom(4).hex())
         vmlinux = os.path.join(kernel_dir, 'kroot', 'boot', 'vmlinux-' +
                                vmrun.kernel_version(kernel_dir))
         self.command = (
@@ -80,7 +88,9 @@ class NestedGuest:
              '-machine', 'pc', '-m', '256M', '-smp', '1', '-nodefaults',
              '-no-user-config', '-display', 'none', '-no-reboot',
              '-serial', 'stdio', '-kernel', vmlinux, '-initrd', initrd,
-             '-append', 'console=ttyS0 panic=-1 quiet marker=' + marker] +
+             '-append', 'console=ttyS0 panic=-1 quiet marker=' + marker,
+             '-monitor', 'unix:%s,server=on,wait=off' % self.monitor_path] +
+            (['-S'] if paused else []) +
             attach.qemu_device_args(endpoint, device_id='vhost0',
                                     num_queues=1, boot_tpgt=endpoint.tpgt))
         self.lines = queue.Queue()
@@ -113,6 +123,40 @@ class NestedGuest:
                                                        '\n'.join(self.output)))
             if line.startswith(prefix):
                 return line
+
+    def monitor(self, command, timeout=60):
+        """Run a QEMU (HMP) monitor command; return what QEMU answered.
+
+        Waits for QEMU to listen, so the first call also tells that its
+        devices are realized (the vhost-scsi device open).
+        """
+        deadline = time.monotonic() + timeout
+        with socket.socket(socket.AF_UNIX) as conn:
+            while True:
+                try:
+                    conn.connect(self.monitor_path)
+                    break
+                except (FileNotFoundError, ConnectionRefusedError):
+                    if time.monotonic() > deadline or \
+                            self.process.poll() is not None:
+                        raise AssertionError('QEMU monitor did not listen; '
+                                             'output:\n' +
+                                             '\n'.join(self.output))
+                    time.sleep(0.1)
+            conn.settimeout(timeout)
+            self._until_prompt(conn)
+            conn.sendall(command.encode() + b'\n')
+            return self._until_prompt(conn)
+
+    @staticmethod
+    def _until_prompt(conn):
+        answer = b''
+        while not answer.endswith(b'(qemu) '):
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        return answer.decode(errors='replace')
 
     def vhost_workers(self):
         """PIDs of the kernel threads serving this QEMU's vhost devices.

@@ -63,3 +63,58 @@ class HypervisorTestCase(base.FunctionalTestCase):
         self.assertEqual(0, self.guest.stop())
         self.executor.delete_endpoint(self.endpoint.wwn)
         self.assertNotIn(self.endpoint.wwn, base.vhost_targets())
+
+    def test_a_paused_guest_keeps_its_endpoint(self):
+        # QEMU's "stop" (a pause, a snapshot, the end of a migration)
+        # releases the endpoint in the kernel; deleting it then would
+        # kill the guest at "cont".
+        self.guest.expect('written')
+        self.guest.monitor('stop')
+        self.assertIn('paused', self.guest.monitor('info status'))
+        before = base.configfs_snapshot()
+        self.assertRaises(exception.EndpointInUse,
+                          self.executor.delete_endpoint, self.endpoint.wwn)
+        self.assertEqual(before, base.configfs_snapshot())
+        self.guest.monitor('cont')
+        self.guest.release()
+        self.guest.expect('host said go')
+        self.assertEqual(0, self.guest.stop())
+
+
+class NotYetBootedGuestTestCase(base.FunctionalTestCase):
+    """QEMU started, its guest not running: the endpoint is not claimed."""
+
+    def test_delete_is_refused_until_qemu_exits(self):
+        disk = self.make_disk()
+        endpoint = self.executor.create_endpoint(disk)
+        self.addCleanup(self.executor.delete_endpoint, endpoint.wwn)
+        qemu = guest.NestedGuest(endpoint, 'never-booted', paused=True)
+        qemu.start()
+        self.addCleanup(qemu.stop)
+        self.assertIn('prelaunch', qemu.monitor('info status'))
+        before = base.configfs_snapshot()
+        self.assertRaises(exception.EndpointInUse,
+                          self.executor.delete_endpoint, endpoint.wwn)
+        self.assertEqual(before, base.configfs_snapshot())
+        qemu.monitor('quit')
+        self.assertEqual(0, qemu.stop())
+        self.executor.delete_endpoint(endpoint.wwn)
+        self.assertNotIn(endpoint.wwn, base.vhost_targets())
+
+
+class ReadOnlyTestCase(base.FunctionalTestCase):
+
+    def test_the_guest_sees_a_read_only_lun_and_cannot_write_it(self):
+        sector0 = 'sector0-' + os.urandom(8).hex()
+        disk = self.useFixture(base.LoopDevice(size=64 << 20,
+                                               data=sector0.encode()))
+        endpoint = self.create(disk.path, read_only=True)
+        nested = guest.NestedGuest(endpoint, 'must-not-land').start()
+        self.addCleanup(nested.stop)
+        self.addCleanup(nested.release)
+        self.assertEqual('sector0=' + sector0, nested.expect('sector0='))
+        self.assertEqual('ro=1', nested.expect('ro='))
+        nested.expect('write failed')
+        with open(disk.backing_file, 'rb') as backing:
+            backing.seek(16 * 512)
+            self.assertEqual(bytes(512), backing.read(512))

@@ -87,6 +87,7 @@ class LioTestCase(base.TestCase):
         self.useFixture(fixtures.MockPatchObject(
             lio.vhostdev, 'claim', side_effect=self.fake_claim))
         self.claimers = []
+        self.named = set()
         test = self
 
         class FakeClaimer:
@@ -101,8 +102,11 @@ class LioTestCase(base.TestCase):
             def __exit__(self, *exc_info):
                 pass
 
+            def named_by_hypervisors(self):
+                return test.named
+
             def claim(self, wwn):
-                return test.fake_claim(wwn)
+                return lio.vhostdev.claim(wwn)
         self.useFixture(fixtures.MonkeyPatch(
             'vhost_brick.privileged.vhostdev.Claimer', FakeClaimer))
 
@@ -345,6 +349,16 @@ class DeleteTestCase(LioTestCase):
         fake_rtslib.STATE.held.add(WWN)
         self.assertRaises(exception.EndpointInUse, lio.delete, WWN)
         self.assertEqual(before, fake_rtslib.snapshot())
+
+    def test_delete_of_an_endpoint_a_hypervisor_names_is_refused(self):
+        # A paused guest's QEMU, or one whose guest has not started the
+        # device: the claim would succeed.
+        self.create(DEVICE, wwn=WWN)
+        before = fake_rtslib.snapshot()
+        self.named.add(WWN)
+        self.assertRaises(exception.EndpointInUse, lio.delete, WWN)
+        self.assertEqual(before, fake_rtslib.snapshot())
+        self.assertEqual([], self.claims)
 
     def test_hypervisor_attaching_after_claim_gets_luns_back(self):
         self.create(DEVICE, wwn=WWN)

@@ -11,6 +11,7 @@
 # under the License.
 
 import errno
+import os
 from unittest import mock
 
 import fixtures
@@ -112,3 +113,95 @@ class VhostDevTestCase(base.TestCase):
             with claimer.claim(WWN):
                 pass
         self.assertEqual(2, self.open.call_count)
+
+
+class NamedByHypervisorsTestCase(base.TestCase):
+    """Hypervisors that name an endpoint without holding it."""
+
+    def setUp(self):
+        super().setUp()
+        root = self.useFixture(fixtures.TempDir()).path
+        self.proc = os.path.join(root, 'proc')
+        self.libvirt = os.path.join(root, 'libvirt')
+        os.makedirs(os.path.join(self.proc, 'self'))
+        for name, path in (('PROC', self.proc),
+                           ('LIBVIRT_STATUS_DIR', self.libvirt)):
+            self.useFixture(fixtures.MonkeyPatch(
+                'vhost_brick.privileged.vhostdev.' + name, path))
+
+    def process(self, pid, argv, worker=None):
+        """A /proc/<pid> with this command line.
+
+        worker: None, or how the process owns a vhost device: a
+        ``thread`` of its own (Linux 6.4 on) or a ``kernel`` thread
+        (6.1), each named vhost-<pid>.
+        """
+        self.write(pid, 'cmdline',
+                   b'\0'.join(arg.encode() for arg in argv) + b'\0')
+        self.write(pid, 'task/%d/comm' % pid, b'qemu-system-x86\n')
+        worker_comm = b'vhost-%d\n' % pid
+        if worker == 'thread':
+            self.write(pid, 'task/%d/comm' % (pid + 1), worker_comm)
+        elif worker == 'kernel':
+            self.write(pid + 1000, 'cmdline', b'')
+            self.write(pid + 1000, 'comm', worker_comm)
+
+    def write(self, pid, name, data):
+        path = os.path.join(self.proc, str(pid), name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'wb') as entry:
+            entry.write(data)
+
+    def named(self):
+        return vhostdev.Claimer().named_by_hypervisors()
+
+    def test_a_qemu_owning_a_vhost_thread_names_its_wwpn(self):
+        self.process(100, ['qemu-system-x86_64', '-S', '-device',
+                           'vhost-scsi-pci,wwpn=' + WWN.upper()],
+                     worker='thread')
+        self.assertEqual({WWN}, self.named())
+
+    def test_a_qemu_owning_a_vhost_kernel_thread_names_its_wwpn(self):
+        self.process(100, ['qemu-system-x86_64', '-device',
+                           'vhost-scsi-pci,wwpn=' + WWN], worker='kernel')
+        self.assertEqual({WWN}, self.named())
+
+    def test_libvirts_json_device_argument_names_it_too(self):
+        self.process(100, ['qemu-system-x86_64', '-device',
+                           '{"driver":"vhost-scsi-pci","wwpn":"%s",'
+                           '"vhostfd":"25"}' % WWN], worker='thread')
+        self.assertEqual({WWN}, self.named())
+
+    def test_a_process_without_a_vhost_device_names_nothing(self):
+        # e.g. "vhost-brick-helper delete --wwn=..." or a shell.
+        self.process(100, ['vhost-brick-helper', 'delete', '--wwn=' + WWN])
+        self.process(200, ['vhost-brick-helper', 'show', '--wwn=' + WWN])
+        self.write(1200, 'cmdline', b'')
+        self.write(1200, 'comm', b'vhost-999\n')  # another owner's worker
+        self.assertEqual(set(), self.named())
+
+    def test_this_process_is_not_a_hypervisor(self):
+        self.process(os.getpid(), ['python', WWN], worker='thread')
+        self.assertEqual(set(), self.named())
+
+    def test_a_process_gone_meanwhile_is_skipped(self):
+        os.makedirs(os.path.join(self.proc, '200'))  # no cmdline, no task
+        self.assertEqual(set(), self.named())
+
+    def test_a_running_libvirt_domain_names_its_hot_plugged_endpoints(self):
+        os.makedirs(self.libvirt)
+        with open(os.path.join(self.libvirt, 'guest.xml'), 'w') as status:
+            status.write("<domstatus><domain><devices><hostdev mode="
+                         "'subsystem' type='scsi_host'><source protocol="
+                         "'vhost' wwpn='%s'/></hostdev></devices></domain>"
+                         "</domstatus>" % WWN)
+        with open(os.path.join(self.libvirt, 'guest.pid'), 'w') as pid:
+            pid.write('naa.5001405000000009')  # not a status file
+        self.assertEqual({WWN}, self.named())
+
+    def test_the_scan_runs_once_per_claimer(self):
+        claimer = vhostdev.Claimer()
+        self.assertEqual(set(), claimer.named_by_hypervisors())
+        self.process(100, ['qemu', 'wwpn=' + WWN], worker='thread')
+        self.assertEqual(set(), claimer.named_by_hypervisors())
+        self.assertEqual({WWN}, self.named())
