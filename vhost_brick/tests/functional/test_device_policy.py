@@ -28,6 +28,7 @@ from vhost_brick.privileged import devices
 from vhost_brick.privileged import lio
 from vhost_brick.privileged import operations
 from vhost_brick.privileged import state
+from vhost_brick.tests import base as test_base
 from vhost_brick.tests.functional import base
 from vhost_brick.tests import hostile
 
@@ -208,27 +209,10 @@ class AllowedDevicesTestCase(PolicyTestCase):
 
 class LockTestCase(PolicyTestCase):
 
-    def hold_lock(self):
-        """A root process that holds the host lock until the test ends."""
-        with operations._host_lock(5):
-            pass  # makes /run/vhost-brick and the file
-        holder = subprocess.Popen(
-            [sys.executable, '-c',
-             'import fcntl, os, sys\n'
-             'fd = os.open(sys.argv[1], os.O_RDONLY)\n'
-             'fcntl.flock(fd, fcntl.LOCK_EX)\n'
-             'print("held", flush=True)\n'
-             'sys.stdin.read()\n', operations.LOCK_FILE],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.addCleanup(holder.wait)
-        self.addCleanup(holder.stdin.close)
-        self.assertEqual('held', holder.stdout.readline().strip())
-        return holder
-
     def test_a_held_lock_fails_a_call_in_bounded_time_naming_its_holder(self):
         self.useFixture(base.RootConfig(lock_timeout=2))
         disk = self.make_disk()
-        holder = self.hold_lock()
+        holder = self.useFixture(test_base.HostLockHolder())
         before = base.configfs_snapshot()
         started = time.monotonic()
         err = self.assertRaises(exception.LockTimeout,

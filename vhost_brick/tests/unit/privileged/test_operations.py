@@ -15,7 +15,6 @@
 import fcntl
 import os
 import stat
-import subprocess
 import sys
 import threading
 import time
@@ -72,25 +71,8 @@ class HostLockTestCase(base.TestCase):
                                 operations._host_lock(TIMEOUT).__enter__)
         self.assertIn(self.lock_file, str(err))
 
-    def hold_lock(self):
-        """Another process holding the lock, until the test ends."""
-        with operations._host_lock(TIMEOUT):
-            pass  # makes the directory and the file
-        holder = subprocess.Popen(
-            [sys.executable, '-c',
-             'import fcntl, os, sys\n'
-             'fd = os.open(sys.argv[1], os.O_RDONLY)\n'
-             'fcntl.flock(fd, fcntl.LOCK_EX)\n'
-             'print("held", flush=True)\n'
-             'sys.stdin.read()\n', self.lock_file],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.addCleanup(holder.wait)
-        self.addCleanup(holder.stdin.close)
-        self.assertEqual('held', holder.stdout.readline().strip())
-        return holder
-
     def test_a_held_lock_times_out_with_a_typed_error_naming_the_holder(self):
-        holder = self.hold_lock()
+        holder = self.useFixture(base.HostLockHolder())
         started = time.monotonic()
         err = self.assertRaises(exception.LockTimeout,
                                 operations._host_lock(0.2).__enter__)
@@ -100,14 +82,14 @@ class HostLockTestCase(base.TestCase):
         self.assertEqual(self.lock_file, err.kwargs['path'])
 
     def test_a_lock_released_within_the_timeout_is_taken(self):
-        holder = self.hold_lock()
-        release = threading.Timer(0.2, holder.stdin.close)
+        holder = self.useFixture(base.HostLockHolder())
+        release = threading.Timer(0.2, holder.release)
         release.start()
         self.addCleanup(release.join)
         probe = os.open(self.lock_file, os.O_RDONLY)
         self.addCleanup(os.close, probe)
         with operations._host_lock(TIMEOUT):
-            self.assertEqual(0, holder.wait())
+            self.assertEqual(0, holder.process.wait())
             self.assertRaises(BlockingIOError, fcntl.flock, probe,
                               fcntl.LOCK_EX | fcntl.LOCK_NB)
 
