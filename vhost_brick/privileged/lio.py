@@ -350,7 +350,11 @@ def lio_users(rdev, include_own=True):
     """
     names = []
     with _os_errors_translated():
-        for hba in sorted(os.listdir(CORE)):
+        try:
+            hbas = sorted(os.listdir(CORE))
+        except FileNotFoundError:  # no LIO loaded: nothing uses it
+            return names
+        for hba in hbas:
             hba_dir = os.path.join(CORE, hba)
             if not os.path.isdir(hba_dir) or (
                     not include_own and hba == 'iblock_%d' % HBA_INDEX):

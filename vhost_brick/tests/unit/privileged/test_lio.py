@@ -235,6 +235,10 @@ class CreateTestCase(LioTestCase):
         self.assertEqual(['iblock_0/disk0'],
                          lio.lio_users(RDEV[DEVICE], include_own=False))
 
+    def test_lio_users_without_lio_is_empty(self):
+        with mock.patch.object(lio, 'CORE', '/nonexistent/core'):
+            self.assertEqual([], lio.lio_users(RDEV[DEVICE]))
+
     def test_failure_at_each_step_leaves_nothing_behind(self):
         for step in ('storage', 'target', 'tpg', 'nexus', 'lun'):
             fake_rtslib.reset()
