@@ -24,11 +24,14 @@ also works as an intent log: it is written as ``creating`` or
 ``deleting`` before LIO is touched and settled afterwards, so that after
 a crash ``cleanup`` knows which half-built or half-deleted endpoint to
 converge. Files are replaced atomically (temporary file, fsync, rename,
-fsync of the directory), so each always parses.
+fsync of the directory), so each always parses. The directory must be
+root's own, mode 0700, and every file in it root's own too; files are
+opened without following symlinks.
 """
 
 import json
 import os
+import stat
 
 from vhost_brick import exception
 
@@ -51,21 +54,55 @@ class EndpointRecord:
 
     def __init__(self, state_path):
         self.directory = os.path.join(state_path, DIR_NAME)
+        self._checked = False
 
     def path(self, wwn):
         return os.path.join(self.directory, wwn + SUFFIX)
 
+    def _refuse_unless_private(self, path, info, kind):
+        if (not kind(info.st_mode) or info.st_uid != os.geteuid() or
+                info.st_mode & 0o077):
+            raise exception.BackendError(
+                reason='%s is not private to root (uid %d, mode %o); '
+                       'remove it' % (path, info.st_uid, info.st_mode))
+
+    def _check_directory(self):
+        """Refuse a directory others may change; False if there is none.
+
+        Root's is the effective user's: the unit tests run as anyone.
+        """
+        if not self._checked:
+            try:
+                info = os.lstat(self.directory)
+            except FileNotFoundError:
+                return False
+            self._refuse_unless_private(self.directory, info, stat.S_ISDIR)
+            self._checked = True
+        return True
+
     def get(self, wwn):
         """Return the entry of wwn, or None."""
+        if not self._check_directory():
+            return None
         try:
-            with open(self.path(wwn)) as entry_file:
-                data = json.load(entry_file)
+            fd = os.open(self.path(wwn),
+                         os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as err:
+        except OSError as err:
             raise exception.BackendError(
                 reason='cannot read state file %s: %s'
                        % (self.path(wwn), err)) from err
+        with os.fdopen(fd) as entry_file:
+            self._refuse_unless_private(self.path(wwn),
+                                        os.fstat(entry_file.fileno()),
+                                        stat.S_ISREG)
+            try:
+                data = json.load(entry_file)
+            except (OSError, ValueError) as err:
+                raise exception.BackendError(
+                    reason='cannot read state file %s: %s'
+                           % (self.path(wwn), err)) from err
         if data.pop('version', None) not in _READABLE_VERSIONS:
             raise exception.BackendError(
                 reason='state file %s has an unknown format'
@@ -74,6 +111,8 @@ class EndpointRecord:
 
     def load(self):
         """Return {wwn: entry} for every recorded endpoint."""
+        if not self._check_directory():
+            return {}
         try:
             names = os.listdir(self.directory)
         except FileNotFoundError:
@@ -97,6 +136,8 @@ class EndpointRecord:
 
     def discard(self, wwn):
         """Forget wwn; no-op if it is not recorded."""
+        if not self._check_directory():
+            return
         try:
             os.unlink(self.path(wwn))
             self._sync_directory()
@@ -109,6 +150,8 @@ class EndpointRecord:
 
     def remove_temporaries(self):
         """Delete temporary files a killed helper left; return their names."""
+        if not self._check_directory():
+            return []
         try:
             names = [name for name in os.listdir(self.directory)
                      if name.startswith(TEMP_PREFIX)]
@@ -127,11 +170,12 @@ class EndpointRecord:
         # O_TRUNC reuses one a killed helper left.
         temp = os.path.join(self.directory, TEMP_PREFIX + wwn)
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-        try:
-            fd = os.open(temp, flags, 0o600)
-        except FileNotFoundError:  # the first record on this host
+        if not self._check_directory():  # the first record on this host
+            os.makedirs(os.path.dirname(self.directory), mode=0o700,
+                        exist_ok=True)
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            fd = os.open(temp, flags, 0o600)
+            self._check_directory()
+        fd = os.open(temp, flags, 0o600)
         try:
             with os.fdopen(fd, 'wb') as entry_file:
                 entry_file.write(data)

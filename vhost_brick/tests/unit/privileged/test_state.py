@@ -97,18 +97,67 @@ class EndpointRecordTestCase(base.TestCase):
         self.assertEqual('present', self.record.get(WWN)['status'])
         self.assertEqual([WWN + '.json'], os.listdir(self.dir))
 
+    def write_raw(self, wwn, text, mode=0o600):
+        """A state file of this content, in a private directory."""
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        fd = os.open(self.record.path(wwn), os.O_WRONLY | os.O_CREAT, mode)
+        with os.fdopen(fd, 'w') as f:
+            f.write(text)
+        os.chmod(self.record.path(wwn), mode)
+
     def test_corrupt_file_is_reported_not_overwritten(self):
-        os.makedirs(self.dir)
-        with open(self.record.path(WWN), 'w') as f:
-            f.write('{"version": 2, "wwn')
-        self.assertRaises(exception.BackendError, self.record.get, WWN)
+        self.write_raw(WWN, '{"version": 2, "wwn')
+        err = self.assertRaises(exception.BackendError, self.record.get, WWN)
+        self.assertIn('cannot read', str(err))
         self.assertRaises(exception.BackendError, self.record.load)
 
     def test_unknown_format_version_is_refused(self):
-        os.makedirs(self.dir)
-        with open(self.record.path(WWN), 'w') as f:
-            json.dump({'version': 99, 'wwn': WWN}, f)
+        self.write_raw(WWN, json.dumps({'version': 99, 'wwn': WWN}))
+        err = self.assertRaises(exception.BackendError, self.record.get, WWN)
+        self.assertIn('unknown format', str(err))
+
+    def test_format_2_is_still_read(self):
+        self.write_raw(WWN, json.dumps({'version': 2, 'wwn': WWN,
+                                        'status': 'present'}))
+        self.assertEqual({'wwn': WWN, 'status': 'present'},
+                         self.record.get(WWN))
+
+    def test_a_directory_others_can_read_is_refused(self):
+        self.record.set(WWN, state.PRESENT)
+        os.chmod(self.dir, 0o755)
+        fresh = state.EndpointRecord(self.state_path)
+        for call in (fresh.load, lambda: fresh.get(WWN),
+                     lambda: fresh.set(WWN, state.DELETING),
+                     lambda: fresh.discard(WWN)):
+            err = self.assertRaises(exception.BackendError, call)
+            self.assertIn('not private to root', str(err))
+
+    def test_a_symlink_in_place_of_the_directory_is_refused(self):
+        elsewhere = self.useFixture(fixtures.TempDir()).path
+        os.chmod(elsewhere, 0o700)
+        os.makedirs(self.state_path)
+        os.symlink(elsewhere, self.dir)
+        self.assertRaises(exception.BackendError, self.record.load)
+        self.assertRaises(exception.BackendError, self.record.set, WWN,
+                          state.PRESENT)
+        self.assertEqual([], os.listdir(elsewhere))
+
+    def test_a_state_file_symlink_is_not_followed(self):
+        self.record.set(OTHER_WWN, state.PRESENT)
+        os.symlink(self.record.path(OTHER_WWN), self.record.path(WWN))
         self.assertRaises(exception.BackendError, self.record.get, WWN)
+
+    def test_a_state_file_others_can_write_is_refused(self):
+        self.write_raw(WWN, json.dumps({'version': 3, 'wwn': WWN}),
+                       mode=0o666)
+        err = self.assertRaises(exception.BackendError, self.record.get, WWN)
+        self.assertIn('not private to root', str(err))
+
+    def test_the_first_record_makes_private_directories(self):
+        self.record.set(WWN, state.PRESENT)
+        self.assertEqual((0o700, 0o700),
+                         (os.stat(self.state_path).st_mode & 0o777,
+                          os.stat(self.dir).st_mode & 0o777))
 
     def test_load_ignores_temporaries_and_remove_temporaries_deletes_them(
             self):
