@@ -167,6 +167,21 @@ def kernel_support():
     }
 
 
+def versions():
+    """The running kernel's release and rtslib-fb's version (None: absent).
+
+    What the tested combinations are stated in (README, testing docs).
+    """
+    # Imported here: importlib.metadata costs every helper start ~10 ms.
+    from importlib import metadata
+    try:
+        rtslib_version = metadata.version('rtslib-fb')
+    except metadata.PackageNotFoundError:
+        rtslib_version = None
+    return {'kernel_release': os.uname().release,
+            'rtslib_fb_version': rtslib_version}
+
+
 def _vhost_fabric(rtslib):
     return rtslib.FabricModule('vhost')
 

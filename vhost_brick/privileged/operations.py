@@ -174,11 +174,14 @@ def cleanup():
 
 
 def verify():
-    """Report kernel support; raise KernelSupportMissing for a gap."""
+    """Report kernel support and versions; KernelSupportMissing for a gap."""
     report = lio.kernel_support()
+    found = lio.versions()
     missing = sorted(name for name, present in report.items() if not present)
     if missing:
         raise exception.KernelSupportMissing(
-            reason='missing: %s; load the modules with "modprobe -a '
-                   'target_core_iblock vhost_scsi"' % ', '.join(missing))
-    return report
+            reason='missing: %s (kernel %s, rtslib-fb %s); load the modules '
+                   'with "modprobe -a target_core_iblock vhost_scsi"'
+                   % (', '.join(missing), found['kernel_release'],
+                      found['rtslib_fb_version']))
+    return dict(report, **found)

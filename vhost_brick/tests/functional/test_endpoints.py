@@ -12,6 +12,7 @@
 
 """The public API against real configfs, block devices and vhost_scsi."""
 
+from importlib import metadata
 import os
 import subprocess
 import sys
@@ -319,3 +320,14 @@ class RollbackTestCase(base.FunctionalTestCase):
         with mock.patch.object(lio, 'LUN', 70000):
             self.assertRaises(exception.BackendError, lio_create, disk, wwn)
         self.assertRolledBack(disk, wwn)
+
+
+class VerifyTestCase(base.FunctionalTestCase):
+
+    def test_verify_reports_every_piece_and_the_versions_it_runs_with(self):
+        report = self.executor.verify()
+        self.assertEqual(os.uname().release, report.pop('kernel_release'))
+        self.assertEqual(metadata.version('rtslib-fb'),
+                         report.pop('rtslib_fb_version'))
+        self.assertEqual(dict.fromkeys(report, True), report)
+        self.assertIn('vhost_scsi', report)

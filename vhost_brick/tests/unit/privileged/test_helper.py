@@ -253,14 +253,21 @@ class HelperTestCase(base.TestCase):
         self.assertEqual('PermissionDenied', self.error()['error'])
         self.assertEqual([], self.lio.method_calls + self.host.method_calls)
 
-    def test_verify_reports_kernel_support(self):
+    VERSIONS = {'kernel_release': '6.12.107+deb12-amd64',
+                'rtslib_fb_version': '2.1.75'}
+
+    def test_verify_reports_kernel_support_and_versions(self):
         report = dict.fromkeys(('configfs', 'vhost_scsi'), True)
         self.lio.kernel_support.return_value = report
+        self.lio.versions.return_value = self.VERSIONS
         self.assertEqual(0, self.run_helper('verify'))
-        self.assertEqual(report, json.loads(self.stdout.getvalue()))
+        self.assertEqual(dict(report, **self.VERSIONS),
+                         json.loads(self.stdout.getvalue()))
 
-    def test_verify_names_what_is_missing(self):
+    def test_verify_names_what_is_missing_and_the_versions(self):
         self.lio.kernel_support.return_value = {'configfs': True,
                                                 'vhost_scsi': False}
+        self.lio.versions.return_value = self.VERSIONS
         self.assertEqual(30, self.run_helper('verify'))
-        self.assertIn('missing: vhost_scsi', self.error()['message'])
+        self.assertIn('missing: vhost_scsi (kernel 6.12.107+deb12-amd64, '
+                      'rtslib-fb 2.1.75)', self.error()['message'])

@@ -408,6 +408,23 @@ class DeleteTestCase(LioTestCase):
         self.assertEqual([], self.claims)
 
 
+class VersionsTestCase(base.TestCase):
+
+    def test_versions_are_the_running_kernel_and_installed_rtslib(self):
+        with mock.patch('importlib.metadata.version',
+                        return_value='2.1.75') as version:
+            self.assertEqual({'kernel_release': os.uname().release,
+                              'rtslib_fb_version': '2.1.75'},
+                             lio.versions())
+        version.assert_called_once_with('rtslib-fb')
+
+    def test_without_rtslib_its_version_is_none(self):
+        from importlib import metadata
+        with mock.patch('importlib.metadata.version',
+                        side_effect=metadata.PackageNotFoundError):
+            self.assertIsNone(lio.versions()['rtslib_fb_version'])
+
+
 class ReadTestCase(LioTestCase):
     """show and list read configfs directly, without rtslib."""
 
