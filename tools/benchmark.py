@@ -112,9 +112,10 @@ class Raw:
         self.index += 1
         backstore = '%s/core/iblock_%d/%s' % (TARGET, self.index, name)
         os.makedirs(backstore)
-        write(backstore + '/control', 'udev_path=' + device)
+        write(backstore + '/control', 'udev_path=%s,readonly=0' % device)
         write(backstore + '/udev_path', device)
         write(backstore + '/enable', '1')
+        write(backstore + '/wwn/vpd_unit_serial', 'serial-' + wwn[-9:])
         tpg = '%s/%s/tpgt_1' % (VHOST, wwn)
         os.makedirs(tpg)
         write(tpg + '/nexus', 'naa.5001405' + wwn[-9:])
@@ -158,9 +159,12 @@ class Raw:
                 for entry in os.scandir(os.path.join(lun_root, lun)):
                     if entry.is_symlink():
                         hba, name = os.readlink(entry.path).split('/')[-2:]
-                        device = read(os.path.join(lio.CORE, hba, name,
-                                                   'udev_path'))
-                        luns.append((int(lun[4:]), device, name))
+                        storage = os.path.join(lio.CORE, hba, name)
+                        luns.append((int(lun[4:]),
+                                     read(storage + '/udev_path'), name,
+                                     read(storage + '/wwn/vpd_unit_serial'),
+                                     'readonly: 1' in read(storage +
+                                                           '/info')))
             result.append((wwn, int(tpg[5:]),
                            read(os.path.join(target, tpg, 'nexus')),
                            sorted(luns)))
@@ -199,7 +203,8 @@ class Rtslib:
     def describe(target):
         return [(target.wwn, tpg.tag, tpg.nexus,
                  [(lun.lun, lun.storage_object.udev_path,
-                   lun.storage_object.name) for lun in tpg.luns])
+                   lun.storage_object.name, lun.storage_object.wwn,
+                   lun.storage_object.readonly) for lun in tpg.luns])
                 for tpg in target.tpgs]
 
     @staticmethod
