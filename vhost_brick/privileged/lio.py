@@ -161,7 +161,9 @@ def kernel_support():
         'configfs': os.path.ismount(CONFIGFS),
         'target_core_mod': os.path.isdir(TARGET_ROOT),
         'target_core_iblock': os.path.isdir('/sys/module/target_core_iblock'),
-        'vhost_scsi': os.path.isdir(VHOST_FABRIC),
+        # configfs shows the fabric only once someone makes a target.
+        'vhost_scsi': (os.path.isdir('/sys/module/vhost_scsi') or
+                       os.path.isdir(VHOST_FABRIC)),
         'vhost_device': os.path.exists(vhostdev.VHOST_SCSI_DEVICE),
         'rtslib_fb': rtslib_ok,
     }

@@ -662,6 +662,14 @@ class KernelSupportTestCase(base.TestCase):
                           'target_core_iblock', 'vhost_scsi',
                           'vhost_device', 'rtslib_fb'}, set(report))
 
+    def test_a_loaded_vhost_scsi_counts_before_configfs_shows_it(self):
+        # The fabric's configfs directory appears at the first target.
+        loaded = {'/sys/module/vhost_scsi'}
+        with mock.patch('os.path.isdir', side_effect=loaded.__contains__):
+            self.assertTrue(lio.kernel_support()['vhost_scsi'])
+        with mock.patch('os.path.isdir', return_value=False):
+            self.assertFalse(lio.kernel_support()['vhost_scsi'])
+
     def test_backstore_name_is_derived_from_the_wwn(self):
         self.assertEqual('vhost-brick-5001405000000001',
                          lio.backstore_name(WWN))
