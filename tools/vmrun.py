@@ -50,6 +50,8 @@ import time
 
 DEFAULT_KERNEL_DIR = os.environ.get('VHOST_BRICK_VM_DIR',
                                     '/var/cache/vhost-brick-vm')
+# Kernel series tools/vm-setup.sh prepares; the first is the default.
+KERNEL_SERIES = ('6.1', '6.12')
 BUSYBOX = '/bin/busybox'
 QEMU = 'qemu-system-x86_64'
 GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
@@ -82,8 +84,26 @@ class VMError(Exception):
     """The VM cannot be started (kernel, qemu or initramfs problem)."""
 
 
+def _unxz(payload):
+    try:
+        return lzma.LZMADecompressor(lzma.FORMAT_XZ).decompress(payload)
+    except lzma.LZMAError:
+        return b''
+
+
+def _unzstd(payload):
+    """zstd's first frame; the bytes after it make zstd exit non-zero."""
+    return subprocess.run(['zstd', '-dc'], input=payload,
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL).stdout
+
+
+# How Debian compresses its kernels: xz up to 6.1, zstd in 6.12.
+_COMPRESSIONS = ((b'\xfd7zXZ\x00', _unxz), (b'\x28\xb5\x2f\xfd', _unzstd))
+
+
 def extract_vmlinux(vmlinuz, vmlinux):
-    """Write the ELF kernel found xz-compressed inside a bzImage.
+    """Write the ELF kernel found xz- or zstd-compressed inside a bzImage.
 
     QEMU boots the ELF directly through its PVH note, ~4 s faster under TCG
     than letting the bzImage decompress itself (linux scripts/extract-vmlinux
@@ -91,17 +111,23 @@ def extract_vmlinux(vmlinuz, vmlinux):
     """
     with open(vmlinuz, 'rb') as f:
         data = f.read()
-    pos = data.find(b'\xfd7zXZ\x00')
-    while pos >= 0:
-        try:
-            elf = lzma.LZMADecompressor(lzma.FORMAT_XZ).decompress(data[pos:])
-        except lzma.LZMAError:
-            elf = b''
-        if elf.startswith(b'\x7fELF'):
-            _write_atomically(vmlinux, elf)
-            return
-        pos = data.find(b'\xfd7zXZ\x00', pos + 1)
-    raise VMError('%s: no xz-compressed ELF kernel inside' % vmlinuz)
+    for magic, decompress in _COMPRESSIONS:
+        pos = data.find(magic)
+        while pos >= 0:
+            elf = decompress(data[pos:])
+            if elf.startswith(b'\x7fELF'):
+                _write_atomically(vmlinux, elf)
+                return
+            pos = data.find(magic, pos + 1)
+    raise VMError('%s: no xz- or zstd-compressed ELF kernel inside'
+                  % vmlinuz)
+
+
+def series_dir(series):
+    """Where tools/vm-setup.sh prepares the kernel of a series."""
+    if series == KERNEL_SERIES[0]:
+        return DEFAULT_KERNEL_DIR
+    return os.path.join(DEFAULT_KERNEL_DIR, 'kernel-' + series)
 
 
 def kernel_version(kernel_dir=DEFAULT_KERNEL_DIR):
@@ -182,6 +208,10 @@ def build_initramfs(kernel_dir, modules, init_script, dest_dir=None):
             files['lib/modules/%s/%s' % (kver, path)] = (0o100644, f.read())
     files['lib/modules/%s/modules.dep' % kver] = (
         0o100644, ''.join(line + '\n' for line in dep_lines).encode())
+    # So that modprobe of a module built into this kernel succeeds
+    # (virtio_pci is one from 6.12 on).
+    with open(os.path.join(moddir, 'modules.builtin'), 'rb') as f:
+        files['lib/modules/%s/modules.builtin' % kver] = (0o100644, f.read())
     for applet in applets:
         files.setdefault(applet.lstrip('/'), (0o120777, b'/bin/busybox'))
 
@@ -391,7 +421,12 @@ def main(argv=None):
             return 0
         parser = argparse.ArgumentParser(
             description='Run a shell command as root in a throw-away VM.')
-        parser.add_argument('--kernel-dir', default=DEFAULT_KERNEL_DIR)
+        kernel = parser.add_mutually_exclusive_group()
+        kernel.add_argument('--kernel', choices=KERNEL_SERIES,
+                            help='a kernel series tools/vm-setup.sh '
+                                 'prepared (default %s)' % KERNEL_SERIES[0])
+        kernel.add_argument('--kernel-dir', help='a kernel tree prepared '
+                            'as tools/vm-setup.sh does')
         parser.add_argument('--mem', default='1G')
         parser.add_argument('--smp', type=int, default=2)
         parser.add_argument('--timeout', type=float, default=600)
@@ -406,7 +441,10 @@ def main(argv=None):
         env = [e.split('=', 1) for e in args.env]
         if any(len(e) != 2 or not e[0].isidentifier() for e in env):
             parser.error('--env wants NAME=VALUE')
-        return run(args.command, args.kernel_dir, args.mem, args.smp,
+        return run(args.command,
+                   args.kernel_dir or series_dir(args.kernel or
+                                                 KERNEL_SERIES[0]),
+                   args.mem, args.smp,
                    args.timeout, args.share, env, args.accel)
     except (VMError, OSError, subprocess.SubprocessError) as err:
         sys.stderr.write('vmrun: error: %s\n' % err)

@@ -159,18 +159,23 @@ class NestedGuest:
         return answer.decode(errors='replace')
 
     def vhost_workers(self):
-        """PIDs of the kernel threads serving this QEMU's vhost devices.
+        """The tasks serving this QEMU's vhost devices: (kind, id) pairs.
 
         vhost names its worker after the process that claimed the device
-        (VHOST_SET_OWNER): ``vhost-<pid>``.
+        (VHOST_SET_OWNER): ``vhost-<pid>``. Up to Linux 6.3 it is a
+        ``kernel thread`` of its own; from 6.4 on a ``qemu thread``, a
+        vhost_task in QEMU's own thread group.
         """
         name = 'vhost-%d\n' % self.process.pid
         workers = []
-        for pid in filter(str.isdigit, os.listdir('/proc')):
-            with contextlib.suppress(OSError):  # gone meanwhile
-                with open('/proc/%s/comm' % pid) as comm:
-                    if comm.read() == name:
-                        workers.append(int(pid))
+        for kind, directory in (('kernel thread', '/proc'),
+                                ('qemu thread',
+                                 '/proc/%d/task' % self.process.pid)):
+            for task in filter(str.isdigit, os.listdir(directory)):
+                with contextlib.suppress(OSError):  # gone meanwhile
+                    with open('%s/%s/comm' % (directory, task)) as comm:
+                        if comm.read() == name:
+                            workers.append((kind, int(task)))
         return workers
 
     def release(self):
