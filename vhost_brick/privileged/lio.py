@@ -562,10 +562,26 @@ def create(device, wwn, nexus, serial, read_only=False):
         if os.path.isdir(_target_dir(wwn)):
             raise exception.EndpointExists(wwn=wwn,
                                            reason='it was made meanwhile')
+        _check_wwn_supported(rtslib, wwn)
         _refuse_lio_users(device)
         _delete_leftover_backstore(wwn)
         return _build(rtslib, device, wwn, nexus, serial,
                       validation.validate_read_only(read_only))
+
+
+def _check_wwn_supported(rtslib, wwn):
+    """Refuse a WWN the installed rtslib-fb cannot make a target of.
+
+    rtslib-fb before 2.2 takes NAA types 1, 2 and 5 only, not the
+    locally assigned c-f that vhost_brick (and the kernel) accept.
+    """
+    try:
+        rtslib.utils.normalize_wwn(['naa'], wwn)
+    except rtslib.RTSLibError as err:
+        raise exception.InvalidWWN(
+            wwn=wwn, reason='rtslib-fb %s cannot make a target of it (%s); '
+                            'locally assigned NAA types need rtslib-fb 2.2'
+                            % (versions()['rtslib_fb_version'], err)) from err
 
 
 def unused_wwn():

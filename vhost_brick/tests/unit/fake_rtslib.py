@@ -61,6 +61,8 @@ class _State:
         self.fail_on = {}
         self.roots = 0
         self._serial = itertools.count(1)
+        # What normalize_wwn accepts: rtslib-fb 2.2's NAA types.
+        self.naa_types = r'naa\.[125c-fC-F][0-9a-fA-F]{15}$'
 
     def maybe_fail(self, step):
         if step in self.fail_on:
@@ -428,10 +430,18 @@ def fwrite(path, value):
     _write(path, '')
 
 
+def normalize_wwn(wwn_types, wwn):
+    """rtslib-fb 2.2's check of a target WWN (2.1 has no c-f)."""
+    if wwn_types != ['naa'] or not re.match(STATE.naa_types, wwn):
+        raise RTSLibError('WWN not valid as: %s' % ', '.join(wwn_types))
+    return wwn, 'naa'
+
+
 class utils:
     RTSLibError = RTSLibError
     RTSLibNotInCFSError = RTSLibNotInCFSError
     fwrite = staticmethod(fwrite)
+    normalize_wwn = staticmethod(normalize_wwn)
 
 
 def snapshot():

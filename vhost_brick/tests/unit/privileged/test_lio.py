@@ -239,6 +239,15 @@ class CreateTestCase(LioTestCase):
         with mock.patch.object(lio, 'CORE', '/nonexistent/core'):
             self.assertEqual([], lio.lio_users(RDEV[DEVICE]))
 
+    def test_a_wwn_the_installed_rtslib_cannot_make_is_invalid(self):
+        # rtslib-fb 2.1: NAA types 1, 2 and 5 only.
+        fake_rtslib.STATE.naa_types = r'naa\.[125][0-9a-fA-F]{15}$'
+        err = self.assertRaises(exception.InvalidWWN, self.create, DEVICE,
+                                wwn='naa.c0ffee0000000001')
+        self.assertIn('rtslib-fb 2.2', str(err))
+        self.assertEqual({'storage': [], 'targets': []},
+                         fake_rtslib.snapshot())
+
     def test_failure_at_each_step_leaves_nothing_behind(self):
         for step in ('storage', 'target', 'tpg', 'nexus', 'lun'):
             fake_rtslib.reset()
