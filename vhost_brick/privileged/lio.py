@@ -174,14 +174,29 @@ def versions():
 
     What the tested combinations are stated in (README, testing docs).
     """
-    # Imported here: importlib.metadata costs every helper start ~10 ms.
-    from importlib import metadata
-    try:
-        rtslib_version = metadata.version('rtslib-fb')
-    except metadata.PackageNotFoundError:
-        rtslib_version = None
     return {'kernel_release': os.uname().release,
-            'rtslib_fb_version': rtslib_version}
+            'rtslib_fb_version': _rtslib_version()}
+
+
+def _rtslib_version():
+    """The installed rtslib-fb's version, from its metadata's name.
+
+    importlib.metadata would search every path entry, which made the
+    helper's verify 60 % slower under TCG; rtslib-fb 2.2 has no
+    __version__.
+    """
+    try:
+        rtslib = importlib.import_module('rtslib_fb')
+    except ImportError:
+        return None
+    site = os.path.dirname(os.path.dirname(rtslib.__file__))
+    for name in sorted(os.listdir(site)):
+        stem, suffix = os.path.splitext(name)
+        project, _, version = stem.partition('-')
+        if suffix in ('.dist-info', '.egg-info') and \
+                project.lower().replace('-', '_') == 'rtslib_fb':
+            return version
+    return getattr(rtslib, '__version__', None)
 
 
 def _vhost_fabric(rtslib):

@@ -419,19 +419,35 @@ class DeleteTestCase(LioTestCase):
 
 class VersionsTestCase(base.TestCase):
 
+    def setUp(self):
+        super().setUp()
+        self.site = self.useFixture(fixtures.TempDir()).path
+        package = os.path.join(self.site, 'rtslib_fb')
+        os.mkdir(package)
+        self.module = mock.Mock(__file__=os.path.join(package,
+                                                      '__init__.py'),
+                                spec=['__file__'])
+        self.import_module = self.useFixture(fixtures.MockPatch(
+            'importlib.import_module', return_value=self.module)).mock
+
     def test_versions_are_the_running_kernel_and_installed_rtslib(self):
-        with mock.patch('importlib.metadata.version',
-                        return_value='2.1.75') as version:
-            self.assertEqual({'kernel_release': os.uname().release,
-                              'rtslib_fb_version': '2.1.75'},
-                             lio.versions())
-        version.assert_called_once_with('rtslib-fb')
+        os.mkdir(os.path.join(self.site, 'rtslib_fb-2.2.4.dist-info'))
+        os.mkdir(os.path.join(self.site, 'rtslib_fb'
+                              '-2.2.4.dist-info-not-this'))
+        self.assertEqual({'kernel_release': os.uname().release,
+                          'rtslib_fb_version': '2.2.4'}, lio.versions())
+
+    def test_an_egg_info_names_the_version_too(self):
+        os.mkdir(os.path.join(self.site, 'rtslib_fb-2.1.75.egg-info'))
+        self.assertEqual('2.1.75', lio.versions()['rtslib_fb_version'])
+
+    def test_without_metadata_the_module_version_counts(self):
+        self.module.__version__ = '2.1.75'
+        self.assertEqual('2.1.75', lio.versions()['rtslib_fb_version'])
 
     def test_without_rtslib_its_version_is_none(self):
-        from importlib import metadata
-        with mock.patch('importlib.metadata.version',
-                        side_effect=metadata.PackageNotFoundError):
-            self.assertIsNone(lio.versions()['rtslib_fb_version'])
+        self.import_module.side_effect = ImportError
+        self.assertIsNone(lio.versions()['rtslib_fb_version'])
 
 
 class ReadTestCase(LioTestCase):
