@@ -26,6 +26,7 @@ here may be any user the root helper lets through.
 import contextlib
 import fcntl
 import os
+import stat
 import time
 
 from vhost_brick import exception
@@ -56,14 +57,14 @@ def _open_lock():
     except FileNotFoundError:  # the first call since boot
         os.makedirs(os.path.dirname(LOCK_FILE), mode=0o700, exist_ok=True)
         lock = os.open(LOCK_FILE, flags, 0o600)
-    for path, info in ((os.path.dirname(LOCK_FILE),
-                        os.stat(os.path.dirname(LOCK_FILE))),
-                       (LOCK_FILE, os.fstat(lock))):
-        if info.st_uid != os.geteuid() or info.st_mode & 0o077:
-            os.close(lock)
-            raise exception.BackendError(
-                reason='%s is not private to root (uid %d, mode %o); '
-                       'remove it' % (path, info.st_uid, info.st_mode))
+    try:
+        state.refuse_unless_private(os.path.dirname(LOCK_FILE),
+                                    os.stat(os.path.dirname(LOCK_FILE)),
+                                    stat.S_ISDIR)
+        state.refuse_unless_private(LOCK_FILE, os.fstat(lock), stat.S_ISREG)
+    except BaseException:
+        os.close(lock)
+        raise
     return lock
 
 

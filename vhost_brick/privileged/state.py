@@ -49,6 +49,18 @@ PRESENT = 'present'
 DELETING = 'deleting'
 
 
+def refuse_unless_private(path, info, kind):
+    """Refuse path, by its stat info, unless root's, of kind, closed to all.
+
+    Root's is the effective user's: the unit tests run as anyone.
+    """
+    if (not kind(info.st_mode) or info.st_uid != os.geteuid() or
+            info.st_mode & 0o077):
+        raise exception.BackendError(
+            reason='%s is not private to root (uid %d, mode %o); '
+                   'remove it' % (path, info.st_uid, info.st_mode))
+
+
 class EndpointRecord:
     """The endpoint files under ``state_path``; use under the host lock."""
 
@@ -59,24 +71,14 @@ class EndpointRecord:
     def path(self, wwn):
         return os.path.join(self.directory, wwn + SUFFIX)
 
-    def _refuse_unless_private(self, path, info, kind):
-        if (not kind(info.st_mode) or info.st_uid != os.geteuid() or
-                info.st_mode & 0o077):
-            raise exception.BackendError(
-                reason='%s is not private to root (uid %d, mode %o); '
-                       'remove it' % (path, info.st_uid, info.st_mode))
-
     def _check_directory(self):
-        """Refuse a directory others may change; False if there is none.
-
-        Root's is the effective user's: the unit tests run as anyone.
-        """
+        """Refuse a directory others may change; False if there is none."""
         if not self._checked:
             try:
                 info = os.lstat(self.directory)
             except FileNotFoundError:
                 return False
-            self._refuse_unless_private(self.directory, info, stat.S_ISDIR)
+            refuse_unless_private(self.directory, info, stat.S_ISDIR)
             self._checked = True
         return True
 
@@ -94,9 +96,9 @@ class EndpointRecord:
                 reason='cannot read state file %s: %s'
                        % (self.path(wwn), err)) from err
         with os.fdopen(fd) as entry_file:
-            self._refuse_unless_private(self.path(wwn),
-                                        os.fstat(entry_file.fileno()),
-                                        stat.S_ISREG)
+            refuse_unless_private(self.path(wwn),
+                                  os.fstat(entry_file.fileno()),
+                                  stat.S_ISREG)
             try:
                 data = json.load(entry_file)
             except (OSError, ValueError) as err:
