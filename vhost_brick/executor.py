@@ -93,6 +93,18 @@ class VhostExecutor(Executor):
     Options come from the ``[vhost_brick]`` group of ``cfg.CONF``.
     """
 
+    @classmethod
+    def for_service(cls, root_helper, execute=None):
+        """The executor of a service's integration (Cinder, os-brick).
+
+        Services hand their integrations an ``execute`` callable; it is
+        used in helper mode only, so that the default privsep mode is
+        what these services get.
+        """
+        if CONF.vhost_brick.privileged_mode != opts.HELPER:
+            execute = None
+        return cls(root_helper, execute=execute)
+
     def create_endpoint(self, device_path, wwn=None, nexus=None,
                         serial=None, read_only=False):
         """Export a block device as a new vhost-scsi endpoint.

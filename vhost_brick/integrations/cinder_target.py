@@ -10,40 +10,64 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Cinder target helper serving host-local volumes over vhost-scsi.
+"""Cinder target serving volumes local to their compute host over vhost-scsi.
 
-:class:`VhostTarget` has the shape of Cinder's
-``cinder.volume.targets.driver.Target``, so a volume driver whose
-volumes live on the compute host (local LVM, say) can hand them to a
-guest on that host through the kernel vhost-scsi target, e.g. with
-``target_helper`` pointing here. Cinder itself is not imported.
+:class:`VhostTarget` satisfies ``cinder.volume.targets.driver.Target``:
+the constructor arguments Cinder's volume drivers pass, ``protocol``,
+the ``location``/``auth`` export info they store, and every abstract
+method. It does not import Cinder, so that vhost_brick installs without
+it; the ``cinder`` tox environment checks it against Cinder's own class.
+Cinder selects it through
+:class:`vhost_brick.integrations.cinder_driver.VhostLVMVolumeDriver`
+(see the integration page of the docs).
 """
 
-import hashlib
 import socket
 
+from oslo_config import cfg
 from oslo_log import log as logging
 
 from vhost_brick import attach
 from vhost_brick import exception
 from vhost_brick import executor
-from vhost_brick import validation
+from vhost_brick.integrations import volume as volume_export
 
 
 LOG = logging.getLogger(__name__)
+CONF = cfg.CONF
+
+#: The connector property os-brick hosts that can serve vhost-scsi set.
+CONNECTOR_PROPERTY = 'vhost_scsi'
+
+
+def _cinder_option(name, default):
+    """An option of Cinder's own configuration, where Cinder runs."""
+    try:
+        return CONF[name]
+    except cfg.NoSuchOptError:
+        return default
 
 
 class VhostTarget:
     """Export Cinder volumes on this host as vhost-scsi endpoints.
 
-    :param root_helper: root helper for the executor; Cinder passes its
-                        ``sudo cinder-rootwrap ...`` string
+    One endpoint per volume, named by :func:`volume_export.volume_wwn`,
+    with the volume id as the LUN's unit serial.
+
+    :param configuration: the backend's configuration, as Cinder passes
+    :param root_helper: by default Cinder's own, ``sudo cinder-rootwrap
+                        <rootwrap_config>``; it starts vhost_brick's
+                        privsep daemon (its filter must be in Cinder's
+                        ``rootwrap.d``)
+    :param executor: Cinder's execute callable; used only with
+                     ``[vhost_brick] privileged_mode = helper``
     :param host: the host the volumes are local to; connectors from any
-                 other host are refused (default: this host's name)
-    :param vhost_executor: a :class:`~vhost_brick.VhostExecutor`; by
-                           default one with ``root_helper``
+                 other host are refused (default: Cinder's ``host``)
+    :param vhost_executor: a :class:`~vhost_brick.VhostExecutor` to use
+                           instead of one built from the above
     """
 
+    protocol = 'vhost'
     storage_protocol = 'vhost'
     SHARED_TARGET_SUPPORT = False
     SECONDARY_IP_SUPPORT = False
@@ -51,33 +75,43 @@ class VhostTarget:
     def __init__(self, *args, **kwargs):
         self.configuration = kwargs.get('configuration')
         self.db = kwargs.get('db')
-        self._root_helper = kwargs.get('root_helper', 'sudo')
-        self.host = kwargs.get('host') or socket.gethostname()
-        self.vhost = kwargs.get('vhost_executor') or executor.VhostExecutor(
-            self._root_helper)
+        self._root_helper = kwargs.get('root_helper') or (
+            'sudo cinder-rootwrap %s' % _cinder_option(
+                'rootwrap_config', '/etc/cinder/rootwrap.conf'))
+        self.host = kwargs.get('host') or _cinder_option(
+            'host', socket.gethostname())
+        self.vhost = kwargs.get('vhost_executor') or \
+            executor.VhostExecutor.for_service(self._root_helper,
+                                               kwargs.get('executor'))
 
     @staticmethod
-    def volume_wwn(volume):
-        """The endpoint WWN of a volume: stable, derived from its id."""
-        digest = hashlib.sha256(str(volume.id).encode()).hexdigest()
-        return validation.GENERATED_WWN_PREFIX + digest[:9]
+    def _read_only(volume):
+        """Whether Cinder attaches the volume read-only (admin metadata).
+
+        Read only if loaded: a lazy load would query Cinder's database.
+        """
+        metadata = volume.get('admin_metadata', None) or {}
+        return metadata.get('readonly') == 'True'
+
+    def _export(self, volume, volume_path):
+        return volume_export.export(self.vhost, volume_path, volume.id,
+                                    read_only=self._read_only(volume))
 
     def create_export(self, context, volume, volume_path):
-        """Export the volume; Cinder stores the WWN as provider_location."""
-        exported = self.vhost.create_endpoint(volume_path,
-                                              wwn=self.volume_wwn(volume))
-        return {'provider_location': exported.wwn, 'provider_auth': None}
+        """Export the volume; Cinder stores ``location`` (the WWN)."""
+        exported = self._export(volume, volume_path)
+        return {'location': exported.wwn, 'auth': None}
 
     def ensure_export(self, context, volume, volume_path):
         """Recreate the export if it is missing (after a reboot)."""
-        self.vhost.create_endpoint(volume_path, wwn=self.volume_wwn(volume))
+        self._export(volume, volume_path)
 
     def remove_export(self, context, volume):
         """Remove the export; refused while a guest holds it."""
-        self.vhost.delete_endpoint(self.volume_wwn(volume))
+        self.vhost.delete_endpoint(volume_export.volume_wwn(volume.id))
 
     def validate_connector(self, connector):
-        """Only a connector on this host can reach a vhost endpoint."""
+        """Only a vhost-capable connector on this host can attach."""
         if not connector or not connector.get('host'):
             raise exception.InvalidConnector(connector=connector,
                                              reason='it names no host')
@@ -85,19 +119,31 @@ class VhostTarget:
             raise exception.InvalidConnector(
                 connector=connector['host'],
                 reason='vhost-scsi endpoints are local to %s' % self.host)
+        if connector.get(CONNECTOR_PROPERTY) is not True:
+            raise exception.InvalidConnector(
+                connector=connector['host'],
+                reason='its %s property is not true: the host has no '
+                       'vhost_scsi module loaded' % CONNECTOR_PROPERTY)
         return True
 
     def initialize_connection(self, volume, connector):
-        """connection_info for the guest's hypervisor on this host."""
+        """connection_info for the guest's hypervisor on this host.
+
+        ``data`` also names the ``volume_id``, from which the os-brick
+        connector finds the endpoint again.
+        """
         self.validate_connector(connector)
-        return attach.connection_info(
-            self.vhost.get_endpoint(self.volume_wwn(volume)))
+        info = attach.connection_info(
+            self.vhost.get_endpoint(volume_export.volume_wwn(volume.id)))
+        info['data']['volume_id'] = volume.id
+        return info
 
     def terminate_connection(self, volume, connector, **kwargs):
         """Nothing to undo: the endpoint lives until remove_export."""
 
     @staticmethod
     def are_same_connector(A, B):
+        """Cinder's default: connectors of the same host are the same."""
         a_host = A.get('host')
         return bool(a_host) and a_host == B.get('host')
 

@@ -10,20 +10,38 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-import types
 from unittest import mock
 
 from vhost_brick import endpoint
 from vhost_brick import exception
+from vhost_brick import executor
 from vhost_brick.integrations import cinder_target
+from vhost_brick.integrations import volume as volume_export
 from vhost_brick.tests import base
-from vhost_brick import validation
 
 
-def make_volume(volume_id='6f1a0b2e-1d3c-4c55-9f00-5b0e2f8b1a11'):
-    """The attributes of a Cinder Volume object the target helper reads."""
-    return types.SimpleNamespace(id=volume_id, name='volume-' + volume_id,
-                                 host='compute-1@lvm#lvm', size=1)
+VOLUME_ID = '6f1a0b2e-1d3c-4c55-9f00-5b0e2f8b1a11'
+WWN = volume_export.volume_wwn(VOLUME_ID)
+PATH = '/dev/cinder-volumes/volume-' + VOLUME_ID
+CONNECTOR = {'host': 'compute-1', 'vhost_scsi': True}
+
+
+class FakeVolume(dict):
+    """What the target reads of a Cinder Volume: attributes and get()."""
+
+    def __getattr__(self, name):
+        return self[name]
+
+
+def make_volume(volume_id=VOLUME_ID, **fields):
+    return FakeVolume(id=volume_id, name='volume-' + volume_id,
+                      host='compute-1@lvm#lvm', size=1, **fields)
+
+
+def make_endpoint(serial=VOLUME_ID, read_only=False, device=PATH):
+    return endpoint.VhostEndpoint(
+        WWN, 1, 'naa.5001405000000002',
+        [endpoint.VhostLun(0, device, 'vhost-brick-x', serial, read_only)])
 
 
 class VhostTargetTestCase(base.TestCase):
@@ -35,59 +53,81 @@ class VhostTargetTestCase(base.TestCase):
             configuration=mock.sentinel.conf, root_helper='sudo',
             host='compute-1', vhost_executor=self.vhost)
         self.volume = make_volume()
-        self.wwn = cinder_target.VhostTarget.volume_wwn(self.volume)
-        self.ep = endpoint.VhostEndpoint(
-            self.wwn, 1, 'naa.5001405000000002',
-            [endpoint.VhostLun(0, '/dev/vg/volume-1', 'vhost-brick-x',
-                               'volume-1', False)])
+        self.ep = make_endpoint()
         self.vhost.create_endpoint.return_value = self.ep
         self.vhost.get_endpoint.return_value = self.ep
 
-    def test_volume_wwn_is_stable_valid_and_distinct(self):
-        self.assertEqual(self.wwn,
-                         cinder_target.VhostTarget.volume_wwn(make_volume()))
-        self.assertEqual(self.wwn, validation.validate_wwn(self.wwn))
-        self.assertNotEqual(self.wwn, cinder_target.VhostTarget.volume_wwn(
-            make_volume('another-id')))
+    def test_create_export_returns_what_cinder_drivers_store(self):
+        self.assertEqual({'location': WWN, 'auth': None},
+                         self.target.create_export(None, self.volume, PATH))
 
-    def test_create_export(self):
-        self.assertEqual(
-            {'provider_location': self.wwn, 'provider_auth': None},
-            self.target.create_export(None, self.volume, '/dev/vg/volume-1'))
+    def test_create_export_names_the_endpoint_and_serial_by_volume_id(self):
+        self.target.create_export(None, self.volume, PATH)
         self.vhost.create_endpoint.assert_called_once_with(
-            '/dev/vg/volume-1', wwn=self.wwn)
+            PATH, wwn=WWN, serial=VOLUME_ID, read_only=False)
 
-    def test_ensure_export_recreates_with_the_same_wwn(self):
-        self.target.ensure_export(None, self.volume, '/dev/vg/volume-1')
+    def test_create_export_of_a_read_only_volume_is_read_only(self):
+        volume = make_volume(admin_metadata={'readonly': 'True'})
+        self.target.create_export(None, volume, PATH)
         self.vhost.create_endpoint.assert_called_once_with(
-            '/dev/vg/volume-1', wwn=self.wwn)
+            PATH, wwn=WWN, serial=VOLUME_ID, read_only=True)
+
+    def test_ensure_export_recreates_the_same_endpoint(self):
+        self.target.ensure_export(None, self.volume, PATH)
+        self.vhost.create_endpoint.assert_called_once_with(
+            PATH, wwn=WWN, serial=VOLUME_ID, read_only=False)
+
+    def test_ensure_export_keeps_an_endpoint_made_before_serials(self):
+        self.vhost.create_endpoint.side_effect = exception.EndpointExists(
+            wwn=WWN, reason='its LUN has serial 5001405abcdef012')
+        self.vhost.get_endpoint.return_value = make_endpoint(
+            serial='5001405abcdef012')
+        self.target.ensure_export(None, self.volume, PATH)
+        self.vhost.get_endpoint.assert_called_once_with(WWN)
+
+    def test_ensure_export_refuses_an_endpoint_of_another_device(self):
+        self.vhost.create_endpoint.side_effect = exception.EndpointExists(
+            wwn=WWN, reason='it exports /dev/vg/other')
+        self.vhost.get_endpoint.return_value = make_endpoint(
+            serial='other', device='/dev/vg/other')
+        self.assertRaises(exception.EndpointExists,
+                          self.target.ensure_export, None, self.volume, PATH)
 
     def test_remove_export(self):
         self.target.remove_export(None, self.volume)
-        self.vhost.delete_endpoint.assert_called_once_with(self.wwn)
+        self.vhost.delete_endpoint.assert_called_once_with(WWN)
 
     def test_remove_export_refused_while_in_use(self):
         self.vhost.delete_endpoint.side_effect = exception.EndpointInUse(
-            wwn=self.wwn)
+            wwn=WWN)
         self.assertRaises(exception.EndpointInUse,
                           self.target.remove_export, None, self.volume)
 
     def test_initialize_connection(self):
-        info = self.target.initialize_connection(self.volume,
-                                                 {'host': 'compute-1'})
-        self.assertEqual('vhost', info['driver_volume_type'])
-        self.assertEqual(self.wwn, info['data']['wwpn'])
-        self.vhost.get_endpoint.assert_called_once_with(self.wwn)
+        info = self.target.initialize_connection(self.volume, CONNECTOR)
+        self.assertEqual(
+            {'driver_volume_type': 'vhost',
+             'data': {'wwpn': WWN, 'tpgt': 1, 'lun': 0,
+                      'nexus': self.ep.nexus, 'device_path': PATH,
+                      'backstore': 'vhost-brick-x', 'volume_id': VOLUME_ID}},
+            info)
+        self.vhost.get_endpoint.assert_called_once_with(WWN)
 
     def test_connector_of_another_host_is_refused(self):
-        for connector in ({'host': 'compute-2'}, {}, None):
+        for connector in (dict(CONNECTOR, host='compute-2'), {}, None):
             self.assertRaises(exception.InvalidConnector,
                               self.target.initialize_connection,
                               self.volume, connector)
         self.vhost.get_endpoint.assert_not_called()
 
+    def test_connector_without_vhost_support_is_refused(self):
+        for connector in ({'host': 'compute-1'},
+                          dict(CONNECTOR, vhost_scsi=False)):
+            self.assertRaises(exception.InvalidConnector,
+                              self.target.validate_connector, connector)
+
     def test_terminate_connection_keeps_the_endpoint(self):
-        self.target.terminate_connection(self.volume, {'host': 'compute-1'})
+        self.target.terminate_connection(self.volume, CONNECTOR)
         self.assertEqual([], self.vhost.method_calls)
 
     def test_are_same_connector(self):
@@ -96,10 +136,39 @@ class VhostTargetTestCase(base.TestCase):
         self.assertFalse(same({'host': 'a'}, {'host': 'b'}))
         self.assertFalse(same({}, {}))
 
-    def test_has_the_cinder_target_interface(self):
-        for name in ('create_export', 'ensure_export', 'remove_export',
-                     'initialize_connection', 'terminate_connection',
-                     'validate_connector', 'extend_target',
-                     'are_same_connector'):
-            self.assertTrue(callable(getattr(self.target, name)), name)
-        self.assertEqual('vhost', self.target.storage_protocol)
+    def test_protocol(self):
+        self.assertEqual(('vhost', 'vhost'), (self.target.protocol,
+                                              self.target.storage_protocol))
+
+
+class ConstructionTestCase(base.TestCase):
+    """What a target built the way Cinder builds it gets."""
+
+    def test_default_root_helper_is_cinders(self):
+        target = cinder_target.VhostTarget(configuration=mock.sentinel.conf)
+        self.assertEqual('sudo cinder-rootwrap /etc/cinder/rootwrap.conf',
+                         target.vhost._root_helper)
+
+    def test_cinders_executor_is_not_used_in_privsep_mode(self):
+        target = cinder_target.VhostTarget(configuration=mock.sentinel.conf,
+                                           executor=mock.Mock())
+        self.assertIsInstance(target.vhost, executor.VhostExecutor)
+        self.assertFalse(target.vhost._explicit_execute)
+
+    def test_cinders_executor_is_used_in_helper_mode(self):
+        self.conf.config(privileged_mode='helper', group='vhost_brick')
+        execute = mock.Mock()
+        target = cinder_target.VhostTarget(configuration=mock.sentinel.conf,
+                                           executor=execute,
+                                           root_helper='sudo x')
+        self.assertIs(execute, target.vhost._execute)
+        self.assertEqual('sudo x', target.vhost._root_helper)
+
+    def test_outside_cinder_host_defaults_to_this_hosts_name(self):
+        # Where Cinder runs, its own host option is the default instead
+        # (test_cinder_classes).
+        with mock.patch('socket.gethostname', return_value='compute-9'), \
+                mock.patch.object(cinder_target, '_cinder_option',
+                                  lambda name, default: default):
+            target = cinder_target.VhostTarget()
+        self.assertEqual('compute-9', target.host)
