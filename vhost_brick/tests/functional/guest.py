@@ -21,7 +21,7 @@ The nested QEMU uses TCG, not KVM. KVM does load in the test VM (TCG
 emulates AMD SVM), but in two full CI runs a nested KVM guest wedged the
 test VM: once with soft lockups of its vCPU thread, once with the suite
 stuck until the CI timeout (cause unknown). Under TCG the
-nested boot takes about 60 s instead of 8 s, and the endpoint is served
+nested boot takes 100 to 160 s instead of 8 s, and the endpoint is served
 exactly as under KVM: vhost-scsi-pci hands the virtqueues to the
 kernel's vhost_scsi worker; only the kick and call eventfds are relayed
 by QEMU instead of KVM.
@@ -65,6 +65,47 @@ poweroff -f
 """
 
 
+class Console:
+    """A guest's console lines, read in the background, found by prefix.
+
+    Every line is also printed, so pytest shows the guest's output of a
+    failed test.
+    """
+
+    def __init__(self, name):
+        self.name = name
+        self.lines = queue.Queue()
+        self.output = []
+        self.started = time.monotonic()
+
+    def follow(self, stream):
+        """Read the lines of a text stream until it ends."""
+        threading.Thread(target=self._read, args=(stream,),
+                         daemon=True).start()
+
+    def _read(self, stream):
+        for line in stream:
+            line = line.rstrip('\r\n')
+            self.output.append(line)
+            print('%s| [%5.0fs] %s' % (self.name, time.monotonic() -
+                                       self.started, line), flush=True)
+            self.lines.put(line)
+
+    def expect(self, prefix, timeout):
+        """Return the first unread line starting with prefix."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(
+                    timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError('%s printed no %r within %ss; output:'
+                                     '\n%s' % (self.name, prefix, timeout,
+                                               '\n'.join(self.output)))
+            if line.startswith(prefix):
+                return line
+
+
 class NestedGuest:
     """QEMU attached to ``endpoint``; init reads sector 0, writes marker.
 
@@ -93,36 +134,18 @@ class NestedGuest:
             (['-S'] if paused else []) +
             attach.qemu_device_args(endpoint, device_id='vhost0',
                                     num_queues=1, boot_tpgt=endpoint.tpgt))
-        self.lines = queue.Queue()
-        self.output = []
+        self.console = Console('nested guest')
 
     def start(self):
         self.process = subprocess.Popen(
             self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, errors='replace')
-        threading.Thread(target=self._read, daemon=True).start()
+        self.console.follow(self.process.stdout)
         return self
-
-    def _read(self):
-        for line in self.process.stdout:
-            line = line.rstrip('\r\n')
-            self.output.append(line)
-            print('nested| ' + line, flush=True)
-            self.lines.put(line)
 
     def expect(self, prefix, timeout=300):
         """Return the first console line starting with prefix."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(
-                    timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError('nested guest printed no %r within %ss;'
-                                     ' output:\n%s' % (prefix, timeout,
-                                                       '\n'.join(self.output)))
-            if line.startswith(prefix):
-                return line
+        return self.console.expect(prefix, timeout)
 
     def monitor(self, command, timeout=60):
         """Run a QEMU (HMP) monitor command; return what QEMU answered.
@@ -141,7 +164,7 @@ class NestedGuest:
                             self.process.poll() is not None:
                         raise AssertionError('QEMU monitor did not listen; '
                                              'output:\n' +
-                                             '\n'.join(self.output))
+                                             '\n'.join(self.console.output))
                     time.sleep(0.1)
             conn.settimeout(timeout)
             self._until_prompt(conn)

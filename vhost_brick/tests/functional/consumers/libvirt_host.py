@@ -27,12 +27,10 @@ talks to its init over the serial console, a Unix socket.
 """
 
 import os
-import queue
 import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from xml.sax import saxutils
 
@@ -298,8 +296,7 @@ class LibvirtDomain:
             'hostdevs': '\n'.join(hostdevs),
             'console': saxutils.escape(self.console_path),
         }
-        self.lines = queue.Queue()
-        self.output = []
+        self.lines = guest.Console('libvirt guest')
         self.console = None
 
     def _virsh_with_xml(self, *args, xml):
@@ -315,7 +312,6 @@ class LibvirtDomain:
     def start(self, timeout=60):
         """Create and start the domain; connect to its serial console."""
         self._virsh_with_xml('create', xml=self.xml)
-        self.started = time.monotonic()
         deadline = time.monotonic() + timeout
         self.console = socket.socket(socket.AF_UNIX)
         while True:
@@ -327,32 +323,13 @@ class LibvirtDomain:
                     raise AssertionError('the console of %s did not listen'
                                          % self.name)
                 time.sleep(0.1)
-        threading.Thread(target=self._read, daemon=True).start()
+        self.lines.follow(self.console.makefile(
+            'r', encoding='utf-8', errors='replace', newline='\n'))
         return self
-
-    def _read(self):
-        with self.console.makefile('r', encoding='utf-8',
-                                   errors='replace', newline='\n') as lines:
-            for line in lines:
-                line = line.rstrip('\r\n')
-                self.output.append(line)
-                print('libvirt-guest| [%5.0fs] %s' % (
-                    time.monotonic() - self.started, line), flush=True)
-                self.lines.put(line)
 
     def expect(self, prefix, timeout=240):
         """Return the first console line starting with prefix."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(
-                    timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(
-                    'domain %s printed no %r within %ss; output:\n%s' % (
-                        self.name, prefix, timeout, '\n'.join(self.output)))
-            if line.startswith(prefix):
-                return line
+        return self.lines.expect(prefix, timeout)
 
     def send(self, line):
         """Write a line to the guest's console."""
