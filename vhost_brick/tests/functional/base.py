@@ -41,8 +41,12 @@ CORE = lio.TARGET_ROOT + '/core'
 
 
 def run(*cmd):
-    return subprocess.run(cmd, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    """Run a command; return its stdout, or fail with its stderr."""
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode:
+        raise AssertionError('%s exited %d: %s' % (
+            ' '.join(cmd), result.returncode, result.stderr.strip()))
+    return result.stdout.strip()
 
 
 def load_kernel_modules():

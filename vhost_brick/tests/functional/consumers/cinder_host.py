@@ -15,16 +15,18 @@
 What an operator sets up on a Cinder host whose volumes are served over
 vhost-scsi, done by the test in the disposable VM: Cinder's rootwrap
 configuration with Cinder's own volume filters and vhost_brick's filter
-file, ``cinder-rootwrap`` on sudo's path, and a volume group (here on a
-loop device). Cinder's LVM driver then runs every command through
-``sudo cinder-rootwrap``, and the vhost target starts vhost_brick's
-privsep daemon the same way.
+file (which only helper mode needs), ``cinder-rootwrap`` on sudo's path,
+and a volume group (here on a loop device). Cinder's LVM driver then
+runs every command through ``sudo cinder-rootwrap``, and the vhost
+target starts vhost_brick's privsep daemon the same way.
 """
 
+import glob
 import os
+import shlex
 import shutil
-import subprocess
 import sys
+import uuid
 
 import fixtures
 from oslo_config import cfg
@@ -35,7 +37,10 @@ from vhost_brick.tests.functional import base
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), *['..'] * 4))
 ETC = '/etc/cinder'
 ROOTWRAP_CONF = ETC + '/rootwrap.conf'
+ROOT_HELPER = 'sudo cinder-rootwrap ' + ROOTWRAP_CONF
 LVM_CONF = ETC + '/lvm.conf'
+OUR_FILTERS = os.path.join(REPO, 'etc', 'vhost-brick', 'rootwrap.d',
+                           'vhost-brick.filters')
 BACKEND = 'lvm-vhost'
 # The VM runs no udev: LVM makes its device nodes itself.
 LVM_SETTINGS = """\
@@ -52,9 +57,7 @@ activation {
 
 def lvm(*args):
     """Run an LVM command with the backend's LVM configuration."""
-    return subprocess.run(('env', 'LVM_SYSTEM_DIR=' + ETC) + args,
-                          check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return base.run('env', 'LVM_SYSTEM_DIR=' + ETC, *args)
 
 
 class CinderVolumeHost(fixtures.Fixture):
@@ -69,12 +72,28 @@ class CinderVolumeHost(fixtures.Fixture):
     def _setUp(self):
         base.run('modprobe', 'dm_mod')
         self._install_rootwrap()
+        self._init_privsep()
         with open(LVM_CONF, 'w') as conf:
             conf.write(LVM_SETTINGS)
         self.addCleanup(os.unlink, LVM_CONF)
         disk = self.useFixture(base.LoopDevice(size=3 << 30))
         lvm('vgcreate', self.volume_group, disk.path)
-        self.addCleanup(lvm, 'vgremove', '--force', self.volume_group)
+        self.addCleanup(self._remove_volume_group)
+
+    def _remove_volume_group(self):
+        """vgremove; fail if a mapping of the group is left behind."""
+        lvm('vgremove', '--force', self.volume_group)
+        mapped = base.run('dmsetup', 'ls')
+        prefix = self.volume_group.replace('-', '--') + '-'
+        if prefix in mapped:
+            raise AssertionError('device-mapper still maps LVs of %s:\n%s'
+                                 % (self.volume_group, mapped))
+        # Without udev, LVM leaves the nodes of removed LVs behind, and
+        # the next vgcreate of the name refuses ("already exists in
+        # filesystem").
+        shutil.rmtree('/dev/' + self.volume_group, ignore_errors=True)
+        for node in glob.glob('/dev/mapper/' + prefix + '*'):
+            os.unlink(node)
 
     def _install_rootwrap(self):
         """Cinder's rootwrap.conf, Cinder's volume filters and ours."""
@@ -83,8 +102,7 @@ class CinderVolumeHost(fixtures.Fixture):
         self.addCleanup(shutil.rmtree, ETC)
         shutil.copy(os.path.join(sys.prefix, 'etc', 'cinder', 'rootwrap.d',
                                  'volume.filters'), ETC + '/rootwrap.d')
-        shutil.copy(os.path.join(REPO, 'etc', 'vhost-brick', 'rootwrap.d',
-                                 'vhost-brick.filters'), ETC + '/rootwrap.d')
+        shutil.copy(OUR_FILTERS, ETC + '/rootwrap.d')
         with open(ROOTWRAP_CONF, 'w') as conf:
             conf.write('[DEFAULT]\nfilters_path=%s/rootwrap.d\n'
                        'exec_dirs=%s,/sbin,/usr/sbin,/bin,/usr/bin\n'
@@ -93,6 +111,36 @@ class CinderVolumeHost(fixtures.Fixture):
         link = '/usr/local/bin/cinder-rootwrap'
         os.symlink(os.path.join(bindir, 'cinder-rootwrap'), link)
         self.addCleanup(os.unlink, link)
+
+    def lv_path(self, volume):
+        """The device node of a volume's logical volume."""
+        return '/dev/%s/%s' % (self.volume_group, volume.name)
+
+    @staticmethod
+    def new_volume(context, size=1):
+        """A volume object as Cinder's API hands one to the driver."""
+        from cinder import objects
+        return objects.Volume(
+            context, id=str(uuid.uuid4()), _name_id=None, size=size,
+            multiattach=False, admin_metadata={},
+            volume_attachment=objects.VolumeAttachmentList(objects=[]))
+
+    def _init_privsep(self):
+        """Start privsep daemons through cinder-rootwrap, until cleanup.
+
+        As cinder-volume's main() does (and nova-compute's with its own
+        rootwrap): Cinder's and os-brick's contexts take oslo.privsep's
+        process-wide root helper, ``sudo`` alone unless set.
+        """
+        from cinder import privsep as cinder_privsep
+        from os_brick import privileged as brick_privileged
+        from oslo_privsep import priv_context
+
+        previous = priv_context._HELPER_COMMAND_PREFIX
+        priv_context.init(root_helper=shlex.split(ROOT_HELPER))
+        self.addCleanup(priv_context.init, root_helper=previous)
+        self.addCleanup(cinder_privsep.sys_admin_pctxt.stop)
+        self.addCleanup(brick_privileged.default.stop)
 
     def make_driver(self, conf):
         """A ready VhostLVMVolumeDriver, as Cinder's volume manager makes it.

@@ -17,9 +17,10 @@ LVM on a loop device, every LVM command through ``sudo cinder-rootwrap``,
 vhost_brick's privsep daemon started through the same root helper.
 """
 
+import json
 import os
 import shutil
-import uuid
+import subprocess
 
 from vhost_brick import exception
 from vhost_brick.integrations import connector
@@ -27,13 +28,8 @@ from vhost_brick import privileged
 from vhost_brick.tests.functional import base
 from vhost_brick.tests.functional.consumers import cinder_host
 
-
-def make_volume(context, size=1):
-    from cinder import objects
-    return objects.Volume(
-        context, id=str(uuid.uuid4()), _name_id=None, size=size,
-        multiattach=False, admin_metadata={},
-        volume_attachment=objects.VolumeAttachmentList(objects=[]))
+# oslo.rootwrap's exit code for a command no filter allows.
+ROOTWRAP_UNAUTHORIZED = 99
 
 
 class CinderLVMTestCase(base.FunctionalTestCase):
@@ -67,11 +63,10 @@ class CinderLVMTestCase(base.FunctionalTestCase):
         from cinder import context
         self.driver = self.host.make_driver(self.conf)
         self.context = context.get_admin_context()
-        self.volume = make_volume(self.context)
+        self.volume = self.host.new_volume(self.context)
         self.driver.create_volume(self.volume)
         self.addCleanup(self.driver.delete_volume, self.volume)
-        self.lv_path = '/dev/%s/%s' % (self.host.volume_group,
-                                       self.volume.name)
+        self.lv_path = self.host.lv_path(self.volume)
         self.connector = dict(
             connector.VhostConnector.get_connector_properties(None),
             host=self.driver.target_driver.host)
@@ -129,14 +124,35 @@ class CinderLVMTestCase(base.FunctionalTestCase):
                           self.driver.initialize_connection, self.volume,
                           dict(self.connector, host='compute-2'))
 
-    def test_without_vhost_bricks_filter_cinders_rootwrap_refuses(self):
+    def remove_our_filter(self):
+        """Take vhost-brick.filters out of Cinder's rootwrap, until cleanup."""
+        installed = cinder_host.ETC + '/rootwrap.d/vhost-brick.filters'
+        os.unlink(installed)
+        self.addCleanup(shutil.copy, cinder_host.OUR_FILTERS, installed)
+
+    def test_privsep_mode_needs_no_filter_of_ours(self):
+        # oslo.rootwrap lets every privsep-helper command through
+        # (wrapper.load_filters appends an unrestricted CommandFilter),
+        # so cinder-rootwrap starts vhost_brick's daemon on Cinder's own
+        # filters. Only vhost-brick-rootwrap takes that pass away.
         privileged.default.stop()
-        os.unlink(cinder_host.ETC + '/rootwrap.d/vhost-brick.filters')
-        self.assertRaises(exception.PrivsepFailed, self.driver.create_export,
-                          self.context, self.volume, self.connector)
-        self.assertEqual(self.targets_before, base.vhost_targets())
-        shutil.copy(os.path.join(cinder_host.REPO, 'etc', 'vhost-brick',
-                                 'rootwrap.d', 'vhost-brick.filters'),
-                    cinder_host.ETC + '/rootwrap.d')
+        self.remove_our_filter()
         self.assertIn(self.export()['provider_location'],
                       base.vhost_targets())
+
+    def cinder_rootwrap(self, *cmd):
+        """Run a command through cinder-rootwrap and Cinder's filters."""
+        return subprocess.run(('cinder-rootwrap', cinder_host.ROOTWRAP_CONF)
+                              + cmd, capture_output=True, text=True)
+
+    def test_helper_mode_through_cinders_rootwrap_needs_our_filter(self):
+        # Called directly: processutils, as root, skips the root helper,
+        # so helper mode run by a root test would never reach rootwrap.
+        self.remove_our_filter()
+        refused = self.cinder_rootwrap('vhost-brick-helper', 'list')
+        self.assertEqual(ROOTWRAP_UNAUTHORIZED, refused.returncode)
+        shutil.copy(cinder_host.OUR_FILTERS, cinder_host.ETC + '/rootwrap.d')
+        allowed = self.cinder_rootwrap('vhost-brick-helper', 'list')
+        self.assertEqual(0, allowed.returncode, allowed.stderr)
+        self.assertEqual(sorted(base.vhost_targets()), sorted(
+            endpoint['wwn'] for endpoint in json.loads(allowed.stdout)))
