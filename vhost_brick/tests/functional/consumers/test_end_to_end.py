@@ -10,71 +10,133 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Debian 12's libvirt (9.0) runs a domain from vhost_brick's endpoints."""
+"""Cinder to a libvirt guest and back, through the os-brick connector.
 
+Cinder's LVM driver creates and exports a volume, the connector attaches
+it as Nova's libvirt driver would, and Debian 12's libvirt (9.0) boots a
+domain from exactly :func:`vhost_brick.attach.libvirt_hostdev_xml` of
+the endpoint; a second endpoint, made by the executor, is hot-plugged.
+"""
+
+import mmap
 import os
 
 from vhost_brick import attach
+from vhost_brick import endpoint
 from vhost_brick import exception
+from vhost_brick.integrations import connector
+from vhost_brick import privileged
 from vhost_brick.tests.functional import base
+from vhost_brick.tests.functional.consumers import cinder_host
 from vhost_brick.tests.functional.consumers import libvirt_host
+
+# The compute service's root helper. Nova's would be nova-rootwrap; here
+# Cinder and the compute side share one host and one rootwrap.
+ROOT_HELPER = cinder_host.ROOT_HELPER
+SECTOR = 512
 
 
 def read_sector(path, number):
-    with open(path, 'rb') as backing:
-        backing.seek(number * 512)
-        return backing.read(512).rstrip(b'\0').decode(errors='replace')
+    """A sector's text, read past the page cache (O_DIRECT).
+
+    LIO's block backstore writes the device with bios of its own, which
+    the host's page cache of the device does not see.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        with mmap.mmap(-1, mmap.PAGESIZE) as aligned:
+            os.preadv(fd, [aligned], number * SECTOR)
+            return aligned[:SECTOR].rstrip(b'\0').decode(errors='replace')
+    finally:
+        os.close(fd)
 
 
 def write_sector(path, number, text):
-    with open(path, 'r+b') as backing:
-        backing.seek(number * 512)
-        backing.write(text.encode().ljust(512, b'\0'))
+    """Write a sector's text through to the device (fsync)."""
+    with open(path, 'r+b') as device:
+        device.seek(number * SECTOR)
+        device.write(text.encode().ljust(SECTOR, b'\0'))
+        device.flush()
+        os.fsync(device.fileno())
 
 
-class LibvirtDomainTestCase(base.FunctionalTestCase):
-    """One domain's life under libvirt, from boot to destroy.
+class EndToEndTestCase(base.FunctionalTestCase):
+    """One volume's and one domain's life, from create_volume to delete.
 
     A domain boot under nested TCG costs one to three minutes, so one
-    ordered scenario boots a single domain and checks each stage of its
-    life on it: boot from an endpoint, live attach, refused deletes,
-    live detach, destroy. Every assertion names the stage that failed.
+    ordered scenario boots a single domain and checks each stage on it:
+    Cinder's export, the connector's attach, the boot, a live attach,
+    refused deletes and disconnects, a live detach, destroy, the
+    disconnect as Nova calls it, Cinder's teardown. Every assertion names
+    the stage that failed.
     """
 
     def setUp(self):
         super().setUp()
+        from cinder import context
+        # The daemon is started by Cinder's target, through cinder-rootwrap.
+        privileged.default.stop()
+        self.addCleanup(privileged.default.stop)
+        self.cinder = self.useFixture(cinder_host.CinderVolumeHost())
         self.libvirt = self.useFixture(libvirt_host.LibvirtHost())
+        self.driver = self.cinder.make_driver(self.conf)
+        self.context = context.get_admin_context()
 
-    def disk(self, sector0):
-        return self.useFixture(base.LoopDevice(size=64 << 20,
-                                               data=sector0.encode()))
-
-    def test_endpoints_serve_a_domain_and_are_kept_while_it_uses_them(self):
+    def test_a_cinder_volume_serves_a_libvirt_guest_end_to_end(self):
         before = base.configfs_snapshot()
         boot_sector0 = 'boot-sector0-' + os.urandom(8).hex()
         hot_sector0 = 'hot-sector0-' + os.urandom(8).hex()
         marker = 'guest-wrote-' + os.urandom(8).hex()
-        boot_disk = self.disk(boot_sector0)
-        hot_disk = self.disk(hot_sector0)
-        boot = self.create(boot_disk.path)
+
+        # 1. Cinder creates the volume and exports it; Nova's connector
+        # properties pass the target's check.
+        volume = self.cinder.new_volume(self.context)
+        self.driver.create_volume(volume)
+        self.addCleanup(self.driver.delete_volume, volume)
+        lv_path = self.cinder.lv_path(volume)
+        write_sector(lv_path, 0, boot_sector0)
+        properties = connector.get_connector_properties(
+            ROOT_HELPER, '127.0.0.1', False, False,
+            host=self.driver.target_driver.host)
+        volume.update(self.driver.create_export(self.context, volume,
+                                                properties))
+        self.addCleanup(self.driver.remove_export, self.context, volume)
+        self.driver.validate_connector(properties)
+        connection_info = self.driver.initialize_connection(volume,
+                                                            properties)
+        self.assertEqual('vhost', connection_info['driver_volume_type'],
+                         'cinder: not a vhost connection')
+
+        # 2. The connector attaches it as Nova would: the endpoint Cinder
+        # made, again on a repeated connect.
+        brick = connector.factory('LOCAL', ROOT_HELPER)
+        device_info = brick.connect_volume(connection_info['data'])
+        boot = endpoint.VhostEndpoint.from_dict(device_info['vhost'])
+        self.assertEqual((volume.provider_location, lv_path),
+                         (boot.wwn, boot.luns[0].device_path),
+                         'connect: not the endpoint Cinder exported')
+        self.assertEqual(device_info['vhost'], brick.connect_volume(
+            connection_info['data'])['vhost'],
+            'connect: a repeated connect gave another endpoint')
+
+        # 3. The domain boots from the volume; data flows both ways.
+        hot_disk = self.useFixture(base.LoopDevice(
+            size=64 << 20, data=hot_sector0.encode()))
         hot = self.create(hot_disk.path)
         boot_xml = attach.libvirt_hostdev_xml(boot)
         hot_xml = attach.libvirt_hostdev_xml(hot)
         domain = libvirt_host.LibvirtDomain([boot_xml], marker)
         self.addCleanup(domain.destroy)
         domain.start()
-
-        # 1. The domain boots with the endpoint as its disk; data flows
-        # both ways.
         self.assertEqual(
             'sda sector0=' + boot_sector0, domain.expect('sda sector0='),
             'boot: the guest did not read what the host wrote')
         self.assertEqual('sda written', domain.expect('sda writ'),
                          'boot: the guest could not write its disk')
-        self.assertEqual(marker, read_sector(boot_disk.backing_file, 16),
-                         'boot: the guest write did not reach the device')
+        self.assertEqual(marker, read_sector(lv_path, 16),
+                         'boot: the guest write did not reach the LV')
 
-        # 2. A live attach of a second endpoint reaches the guest.
+        # 4. A live attach of a second endpoint reaches the guest.
         domain.attach_device(hot_xml)
         self.assertEqual(
             'sdb sector0=' + hot_sector0, domain.expect('sdb sector0='),
@@ -85,27 +147,35 @@ class LibvirtDomainTestCase(base.FunctionalTestCase):
                          'attach: the hot-plugged WWN is on QEMU\'s command '
                          'line, not only in libvirt\'s live status')
 
-        # 3. Neither endpoint can be deleted under the running guest,
-        # which keeps reading both disks.
-        for endpoint, disk, name in ((boot, boot_disk, 'sda'),
-                                     (hot, hot_disk, 'sdb')):
+        # 5. Nothing deletes an endpoint under the running guest, which
+        # keeps reading both disks.
+        refusals = (
+            ('sda', lv_path, 'delete_endpoint',
+             lambda: self.executor.delete_endpoint(boot.wwn)),
+            ('sda', lv_path, 'disconnect_volume',
+             lambda: brick.disconnect_volume(connection_info['data'], None)),
+            ('sda', lv_path, 'remove_export',
+             lambda: self.driver.remove_export(self.context, volume)),
+            ('sdb', hot_disk.path, 'delete_endpoint',
+             lambda: self.executor.delete_endpoint(hot.wwn)))
+        for disk, path, call, delete in refusals:
             snapshot = base.configfs_snapshot()
             with self.assertRaises(exception.EndpointInUse,
-                                   msg='in use: %s was deleted' % name):
-                self.executor.delete_endpoint(endpoint.wwn)
+                                   msg='in use: %s of %s' % (call, disk)):
+                delete()
             self.assertEqual(snapshot, base.configfs_snapshot(),
-                             'in use: a refused delete of %s changed '
-                             'configfs' % name)
+                             'in use: a refused %s of %s changed configfs'
+                             % (call, disk))
             self.assertEqual('running', domain.state(),
                              'in use: the domain stopped after a refused '
-                             'delete of %s' % name)
-            fresh = 'after-refusal-' + os.urandom(8).hex()
-            write_sector(disk.backing_file, 32, fresh)
-            self.assertEqual(fresh, domain.read_sector(name, 32),
-                             'in use: the guest lost %s after a refused '
-                             'delete' % name)
+                             '%s of %s' % (call, disk))
+            fresh = 'after-refused-%s-' % call + os.urandom(8).hex()
+            write_sector(path, 32, fresh)
+            self.assertEqual(fresh, domain.read_sector(disk, 32),
+                             'in use: the guest lost %s after a refused %s'
+                             % (disk, call))
 
-        # 4. After a live detach, the second endpoint can go.
+        # 6. After a live detach, the second endpoint can go.
         domain.detach_device(hot_xml, gone_mark=hot.wwn)
         self.assertEqual('sdb gone', domain.expect('sdb gone'),
                          'detach: the guest still has the disk')
@@ -115,12 +185,24 @@ class LibvirtDomainTestCase(base.FunctionalTestCase):
         self.assertEqual('running', domain.state(),
                          'detach: the domain stopped')
 
-        # 5. Once the domain is destroyed, nothing is left behind.
+        # 7. Once the domain is destroyed, Nova's disconnect (with only
+        # the persisted connection data) removes the endpoint, Cinder
+        # tears down, and the guest's data is on the LV.
         domain.destroy()
         self.assertFalse(domain.is_defined(),
                          'destroy: libvirt still lists the domain')
-        self.executor.delete_endpoint(boot.wwn)
+        brick.disconnect_volume(connection_info['data'], None)
+        self.assertNotIn(boot.wwn, base.vhost_targets(),
+                         'disconnect: the endpoint is left')
+        self.driver.terminate_connection(volume, properties)
+        self.driver.remove_export(self.context, volume)
+        self.assertEqual(marker, read_sector(lv_path, 16),
+                         'teardown: the guest\'s data is not on the LV')
+        self.driver.delete_volume(volume)
+        self.assertNotIn(volume.name, cinder_host.lvm(
+            'lvs', '--noheadings', '-o', 'lv_name',
+            self.cinder.volume_group), 'teardown: the LV is left')
         self.assertEqual(self.targets_before, base.vhost_targets(),
-                         'destroy: a vhost target is left')
+                         'teardown: a vhost target is left')
         self.assertEqual(before, base.configfs_snapshot(),
-                         'destroy: configfs differs from before the test')
+                         'teardown: configfs differs from before the test')
