@@ -105,6 +105,14 @@ class Console:
             if line.startswith(prefix):
                 return line
 
+    def printed(self, prefix):
+        """Return the first line printed so far starting with prefix."""
+        for line in self.output:
+            if line.startswith(prefix):
+                return line
+        raise AssertionError('%s printed no %r; output:\n%s' % (
+            self.name, prefix, '\n'.join(self.output)))
+
 
 class NestedGuest:
     """QEMU attached to ``endpoint``; init reads sector 0, writes marker.
@@ -143,9 +151,17 @@ class NestedGuest:
         self.console.follow(self.process.stdout)
         return self
 
-    def expect(self, prefix, timeout=300):
-        """Return the first console line starting with prefix."""
+    def expect(self, prefix, timeout=600):
+        """Return the first unread console line starting with prefix.
+
+        The default allows for a boot: 100 to 160 s here, and more than
+        twice that on a slower, busier machine.
+        """
         return self.console.expect(prefix, timeout)
+
+    def printed(self, prefix):
+        """Return the first console line so far starting with prefix."""
+        return self.console.printed(prefix)
 
     def monitor(self, command, timeout=60):
         """Run a QEMU (HMP) monitor command; return what QEMU answered.

@@ -327,8 +327,11 @@ class LibvirtDomain:
             'r', encoding='utf-8', errors='replace', newline='\n'))
         return self
 
-    def expect(self, prefix, timeout=240):
-        """Return the first console line starting with prefix."""
+    def expect(self, prefix, timeout=600):
+        """Return the first console line starting with prefix.
+
+        The default allows for a boot, as NestedGuest.expect does.
+        """
         return self.lines.expect(prefix, timeout)
 
     def send(self, line):
