@@ -64,8 +64,7 @@ class HypervisorTestCase(base.FunctionalTestCase):
         cls.addClassCleanup(cls.disk.cleanUp)
         cls.class_executor = executor.VhostExecutor(root_helper=None)
         cls.endpoint = cls.class_executor.create_endpoint(cls.disk.path)
-        cls.addClassCleanup(cls.class_executor.delete_endpoint,
-                            cls.endpoint.wwn)
+        cls.addClassCleanup(cls.delete_endpoint)
         cls.guest = guest.NestedGuest(cls.endpoint, cls.marker).start()
         cls.addClassCleanup(cls.power_off_guest)
         cls.guest.expect('written')
@@ -76,6 +75,13 @@ class HypervisorTestCase(base.FunctionalTestCase):
         status = cls.guest.stop()
         if status:
             raise AssertionError('nested guest exited %d' % status)
+
+    @classmethod
+    def delete_endpoint(cls):
+        cls.class_executor.delete_endpoint(cls.endpoint.wwn)
+        if cls.endpoint.wwn in base.vhost_targets():
+            raise AssertionError('%s is still in configfs after its delete'
+                                 % cls.endpoint.wwn)
 
     def test_the_guest_sees_the_disk_lio_exports(self):
         self.assertEqual('disk=LIO-ORG IBLOCK',
