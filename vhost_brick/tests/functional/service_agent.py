@@ -21,12 +21,15 @@ It reads one JSON request a line, ``{"call": method, "args": [...],
 (``[vhost_brick] privileged_mode = MODE``) and answers one line:
 ``{"result": ...}`` or ``{"error": class name, "kwargs": fields}``.
 The call ``daemon_command`` answers the command that started the
-privsep daemon, as oslo.privsep logged it.
+privsep daemon, as oslo.privsep logged it. SIGUSR1 writes every
+thread's stack to stderr, so a test can show where a call hangs.
 """
 
 import dataclasses
+import faulthandler
 import json
 import logging
+import signal
 import sys
 
 from oslo_config import cfg
@@ -61,6 +64,7 @@ def plain(value):
 
 
 def main(mode, root_helper):
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     cfg.CONF.set_override('privileged_mode', mode, group='vhost_brick')
     started = _DaemonCommand()
     # oslo.log names the logger of oslo_privsep.daemon this way.

@@ -117,7 +117,11 @@ class ServiceAgent:
         self.process.stdin.flush()
         ready = base.wait_readable(self.process.stdout, ANSWER_TIMEOUT)
         if not ready:
-            raise AssertionError('%s did not answer within %d s: a hang'
+            # The agent's threads, as it dumps them, in captured stderr.
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(5)
+            raise AssertionError('%s did not answer within %d s: a hang (the '
+                                 "agent's stacks are in its stderr)"
                                  % (name, ANSWER_TIMEOUT))
         line = self.process.stdout.readline()
         if not line:
