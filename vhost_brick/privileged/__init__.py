@@ -27,18 +27,43 @@ again and reads its configuration from root-owned files only.
 eventlet it pulls in) would triple the helper's start-up.
 """
 
+import logging
 import threading
 
 #: Config section of the privsep context (user, group, capabilities,
 #: helper_command, ...), as os-brick's is ``privsep_osbrick``.
 CFG_SECTION = 'privsep_vhost_brick'
 
+LOG = logging.getLogger(__name__)
+
 _lock = threading.Lock()
 _default = None
 
 
 def _make_default():
+    from oslo_privsep import daemon
     from oslo_privsep import priv_context
+
+    class ResetSafeChannel(daemon.RootwrapClientChannel):
+        """oslo.privsep's channel, which also survives a reset connection.
+
+        oslo.privsep (3.12) ends its reader thread cleanly at EOF: waiting
+        calls fail, and the next call starts a new daemon. A daemon killed
+        with data unread resets the socket instead: the reader thread dies
+        of ConnectionResetError, the channel still counts as running, and
+        every later call waits forever for its answer. Here a reset ends
+        the channel the way EOF does.
+        """
+
+        def _reader_main(self, reader):
+            try:
+                super()._reader_main(reader)
+            except OSError as err:
+                LOG.warning('Lost the privsep daemon: %s', err)
+                with self.lock:
+                    for waiting in self.outstanding_msgs.values():
+                        waiting.set_exception(err)
+                    self.running = False
 
     class VhostPrivContext(priv_context.PrivContext):
         """A PrivContext whose daemon can start through its own root helper.
@@ -53,6 +78,15 @@ def _make_default():
         #: Command prefix (a list) that starts privsep-helper as root;
         #: None leaves privsep's process-wide prefix.
         root_helper = None
+
+        channel_class = ResetSafeChannel
+
+        def start(self, method=priv_context.Method.ROOTWRAP):
+            if method is not priv_context.Method.ROOTWRAP:
+                return super().start(method)
+            with self.start_lock:
+                if self.channel is None:
+                    self.channel = self.channel_class(context=self)
 
         def helper_command(self, sockpath):
             command = super().helper_command(sockpath)

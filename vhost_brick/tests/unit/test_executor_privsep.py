@@ -16,9 +16,12 @@ The entry points then run in this process, as the daemon would run them,
 down to :mod:`vhost_brick.privileged.operations`, which is mocked.
 """
 
+import errno
+import threading
 from unittest import mock
 
 import fixtures
+from oslo_privsep import comm
 from oslo_privsep import daemon
 
 from vhost_brick import exception
@@ -189,3 +192,39 @@ class DaemonCommandTestCase(base.TestCase):
                          group=privileged.CFG_SECTION)
         self.assertEqual(['/opt/start-daemon', '--privsep_context'],
                          self.prefix(ROOT_HELPER)[:2])
+
+
+def reset_connection():
+    """A privsep reader whose socket the daemon reset."""
+    raise ConnectionResetError(errno.ECONNRESET, 'Connection reset by peer')
+    yield  # a generator, as oslo.privsep's Deserializer is an iterator
+
+
+class ResetChannelTestCase(base.TestCase):
+    """A daemon that dies with data unread resets the connection."""
+
+    def setUp(self):
+        super().setUp()
+        channel_class = type(privileged.default).channel_class
+        # The reader thread's code, without a daemon or a thread.
+        self.channel = channel_class.__new__(channel_class)
+        self.channel.lock = threading.Lock()
+        self.waiting = comm.Future(self.channel.lock)
+        self.channel.outstanding_msgs = {'call-1': self.waiting}
+
+    def test_a_reset_fails_the_waiting_call(self):
+        self.channel._reader_main(reset_connection())
+        self.assertIsInstance(self.waiting.error, ConnectionResetError)
+
+    def test_a_reset_ends_the_channel_so_the_next_call_starts_a_daemon(self):
+        self.channel._reader_main(reset_connection())
+        self.assertFalse(self.channel.running)
+
+    def test_the_context_starts_its_daemon_on_that_channel(self):
+        with mock.patch.object(type(privileged.default), 'channel_class'
+                               ) as channel_class:
+            self.addCleanup(setattr, privileged.default, 'channel', None)
+            privileged.default.channel = None
+            privileged.default.start()
+        self.assertIs(channel_class.return_value, privileged.default.channel)
+        channel_class.assert_called_once_with(context=privileged.default)
