@@ -82,6 +82,7 @@ def _make_default():
         channel_class = ResetSafeChannel
 
         def start(self, method=priv_context.Method.ROOTWRAP):
+            """Start the daemon as oslo.privsep does, on channel_class."""
             if method is not priv_context.Method.ROOTWRAP:
                 return super().start(method)
             with self.start_lock:
