@@ -19,10 +19,17 @@ as os-brick's, whose entry points run any command, with any
 ``--config-file``, whose logging configuration Python evaluates: root,
 whatever the filter files say. vhost-brick-rootwrap refuses a
 ``privsep-helper`` command that none of its configured filters allows,
-then hands every command to oslo.rootwrap's own main, unchanged.
+and hands every other command to oslo.rootwrap's own main, unchanged.
+
+An allowed daemon start whose ``privsep-helper`` is a script of this
+very interpreter (oslo.privsep's console script, of the oslo.privsep
+this process would import) runs that script's main here instead of in
+a child: the daemon forks from this process, as it would from the
+child, one Python start sooner.
 """
 
 import configparser
+import logging
 import os
 import sys
 
@@ -30,37 +37,75 @@ from oslo_rootwrap import cmd
 from oslo_rootwrap import wrapper
 
 
+LOG = logging.getLogger(__name__)
+
 # The name oslo.rootwrap gives the filter it adds.
 _PRIVSEP_HELPER = 'privsep-helper'
 
 
-def _filters_allow(config_file, command):
-    """Whether a filter of config_file, not the added one, allows command.
-
-    An unreadable configuration answers True: oslo.rootwrap's main then
-    refuses it with its own exit code.
-    """
+def _load_config(config_file):
+    """config_file read as oslo.rootwrap reads it; None if unreadable."""
     try:
         raw = configparser.RawConfigParser()
         raw.read(config_file)
-        config = wrapper.RootwrapConfig(raw)
+        return wrapper.RootwrapConfig(raw)
     except (ValueError, configparser.Error):
-        return True
+        return None
+
+
+def _match(config, command):
+    """The configured filter, not the added one, that allows command."""
     filters = [item for item in wrapper.load_filters(config.filters_path)
                if item.name != _PRIVSEP_HELPER]
     try:
-        wrapper.match_filter(filters, command, exec_dirs=config.exec_dirs)
+        return wrapper.match_filter(filters, command,
+                                    exec_dirs=config.exec_dirs)
     except (wrapper.NoFilterMatched, wrapper.FilterMatchNotExecutable):
+        return None
+
+
+def _runs_on_this_interpreter(script_path):
+    """Whether script_path's first line is ``#!`` and sys.executable."""
+    try:
+        with open(script_path, 'rb') as script:
+            first_line = script.readline()
+    except OSError:
         return False
-    return True
+    return first_line.rstrip(b'\n') == b'#!' + os.fsencode(sys.executable)
+
+
+def _serve_privsep(execname, config, match, command):
+    """privsep-helper's main, in this process, for command as filtered."""
+    if config.use_syslog:
+        wrapper.setup_syslog(execname, config.syslog_log_facility,
+                             config.syslog_log_level)
+        LOG.info('Executing %s in-process (filter match = %s)',
+                 command, match.name)
+    sys.argv = command
+    # The daemon never monkey-patches, so oslo.privsep's import of
+    # eventlet, when installed, only finds that out: half the daemon's
+    # start-up under TCG. Blocked, the import fails as if absent.
+    sys.modules['eventlet'] = None
+    from oslo_privsep import daemon
+    daemon.helper_main()
 
 
 def main():
     """sudo vhost-brick-rootwrap /etc/vhost-brick/rootwrap.conf COMMAND..."""
     execname, config_file, command = sys.argv[0], sys.argv[1:2], sys.argv[2:]
-    if (command and os.path.basename(command[0]) == _PRIVSEP_HELPER and
-            not _filters_allow(config_file[0], command)):
-        sys.stderr.write('%s: Unauthorized command: %s (no filter matched)\n'
-                         % (execname, ' '.join(command)))
-        sys.exit(cmd.RC_UNAUTHORIZED)
+    if command and os.path.basename(command[0]) == _PRIVSEP_HELPER:
+        config = _load_config(config_file[0])
+        # An unreadable configuration is oslo.rootwrap's to refuse, with
+        # its own exit code.
+        if config is not None:
+            match = _match(config, command)
+            if match is None:
+                sys.stderr.write(
+                    '%s: Unauthorized command: %s (no filter matched)\n'
+                    % (execname, ' '.join(command)))
+                sys.exit(cmd.RC_UNAUTHORIZED)
+            filtered = match.get_command(command, config.exec_dirs)
+            if _runs_on_this_interpreter(filtered[0]):
+                _serve_privsep(execname, config, match, filtered)
+                return
     cmd.main()

@@ -140,7 +140,13 @@ class ServiceAgent:
 
 
 def daemon_pids(sock_path):
-    """PIDs of the privsep daemons started for this socket path."""
+    """PIDs of the privsep daemons started for this socket path.
+
+    A daemon runs as privsep-helper (python, the script, its arguments)
+    or in vhost-brick-rootwrap's process (python, the script, the
+    configuration, privsep-helper and its arguments); sudo, while it
+    waits for either, is not one.
+    """
     pids = []
     for pid in filter(str.isdigit, os.listdir('/proc')):
         try:
@@ -148,8 +154,9 @@ def daemon_pids(sock_path):
                 argv = cmdline.read().decode().split('\0')
         except OSError:
             continue
-        if sock_path in argv and any(arg.endswith('privsep-helper')
-                                     for arg in argv[:2]):
+        if sock_path in argv and any(
+                os.path.basename(arg) == 'privsep-helper'
+                for arg in argv[1:4]) and argv[0] != 'sudo':
             pids.append(int(pid))
     return pids
 
@@ -243,6 +250,19 @@ class PrivsepModeTestCase(ServiceUserTests, base.FunctionalTestCase):
             'vhost_brick.privileged.default', '--privsep_sock_path'],
             command[:-1])
         self.assertEqual(0, os.stat('/proc/%d' % pid).st_uid)
+
+    def test_daemon_runs_in_the_rootwrap_process(self):
+        _command, pid = self.started_daemon()
+        with open('/proc/%d/cmdline' % pid, 'rb') as cmdline:
+            argv = cmdline.read().decode().split('\0')
+        self.assertEqual(ROOTWRAP[0], argv[1])
+
+    def test_daemon_loads_no_eventlet(self):
+        _command, pid = self.started_daemon()
+        with open('/proc/%d/maps' % pid) as maps:
+            # greenlet: eventlet's C core, which oslo.privsep's import of
+            # eventlet maps, blocked in vhost-brick-rootwrap.
+            self.assertNotIn('greenlet', maps.read())
 
     def test_daemon_keeps_no_capability(self):
         _command, pid = self.started_daemon()

@@ -19,6 +19,7 @@ import sys
 from unittest import mock
 
 import fixtures
+from oslo_privsep import daemon
 from oslo_rootwrap import wrapper
 
 from vhost_brick import executor
@@ -146,9 +147,47 @@ class RootwrapTestCase(base.TestCase):
             privsep_command('/tmp/evil.conf')))
         self.oslo_main.assert_not_called()
 
-    def test_rootwrap_hands_an_allowed_daemon_start_to_oslo(self):
+    def test_rootwrap_hands_a_daemon_of_another_interpreter_to_oslo(self):
         self.assertEqual(0, self.run_rootwrap(privsep_command()))
         self.oslo_main.assert_called_once_with()
+
+    def serve_in_process(self, command):
+        """Run rootwrap with privsep-helper a script of this interpreter.
+
+        Returns the exit code, and sys.argv and sys.modules['eventlet']
+        as privsep's main saw them.
+        """
+        with open(os.path.join(self.bin, 'privsep-helper'), 'w') as script:
+            script.write('#!%s\n' % sys.executable)
+        seen = {}
+
+        def helper_main():
+            seen['argv'] = list(sys.argv)
+            seen['eventlet'] = sys.modules.get('eventlet', 'absent')
+
+        with mock.patch.object(daemon, 'helper_main', helper_main), \
+                mock.patch.dict(sys.modules):
+            code = self.run_rootwrap(command)
+        return code, seen
+
+    def test_rootwrap_runs_a_daemon_of_this_interpreter_in_process(self):
+        code, seen = self.serve_in_process(privsep_command('/etc/a.conf'))
+        self.assertEqual(0, code)
+        self.assertEqual(
+            [os.path.join(self.bin, 'privsep-helper')] +
+            privsep_command('/etc/a.conf')[1:], seen['argv'])
+        self.oslo_main.assert_not_called()
+
+    def test_the_in_process_daemon_imports_no_eventlet(self):
+        _code, seen = self.serve_in_process(privsep_command())
+        self.assertIsNone(seen['eventlet'])
+
+    def test_rootwrap_refuses_before_running_any_daemon_in_process(self):
+        code, seen = self.serve_in_process(
+            privsep_command(context='os_brick.privileged.default'))
+        self.assertEqual(99, code)
+        self.assertEqual({}, seen)
+        self.oslo_main.assert_not_called()
 
     def test_rootwrap_hands_other_commands_to_oslo_unchanged(self):
         self.assertEqual(0, self.run_rootwrap(['cat', '/etc/shadow']))
