@@ -22,6 +22,7 @@ sample configuration and the docs.
 import collections
 import configparser
 import os
+import time
 
 from vhost_brick import exception
 from vhost_brick.privileged import state
@@ -37,6 +38,14 @@ DEFAULT_ALLOWED_DEVICES = ('/dev/**',)
 # enough that a stuck holder fails calls instead of hanging services.
 DEFAULT_LOCK_TIMEOUT = 300
 
+# The last file parsed: (its status, its RootConfig).
+_cached = (None, None)
+
+# File timestamps advance by the kernel's clock tick: a file changed
+# within the last second could change again with the same status, so it
+# is parsed on every call until it has settled.
+_SETTLE_NS = 10 ** 9
+
 RootConfig = collections.namedtuple(
     'RootConfig', 'state_path allowed_devices lock_timeout')
 
@@ -48,11 +57,43 @@ def _invalid(reason):
 def load():
     """The settings of CONFIG_FILE, defaults for what it does not set.
 
+    The privsep daemon asks for every operation; the file is parsed again
+    only when its status has changed since, so an edit counts from the
+    next operation on, without a restart.
+
     :raises: BackendError when the file is unreadable or a value invalid
     """
+    global _cached
+    key = _status(CONFIG_FILE)
+    cached_key, config = _cached
+    if key is None or key != cached_key:
+        config = _parse(CONFIG_FILE)
+        if key is not None and _settled(key):
+            _cached = (key, config)
+    return config
+
+
+def _status(path):
+    """What changes whenever path's content may have: None if unknown."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return (path,)
+    except OSError:
+        return None
+    return (path, status.st_dev, status.st_ino, status.st_size,
+            status.st_mtime_ns, status.st_ctime_ns)
+
+
+def _settled(key):
+    """Whether the file of this status is older than a clock tick."""
+    return len(key) == 1 or time.time_ns() - max(key[-2:]) > _SETTLE_NS
+
+
+def _parse(path):
     parser = configparser.ConfigParser(interpolation=None, strict=False)
     try:
-        parser.read(CONFIG_FILE)
+        parser.read(path)
     except configparser.Error as err:
         raise _invalid('cannot parse it: %s' % err) from err
     state_path = parser.get(SECTION, 'state_path',

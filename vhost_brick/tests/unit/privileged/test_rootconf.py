@@ -12,6 +12,7 @@
 
 
 import os
+import time
 
 import fixtures
 
@@ -29,6 +30,18 @@ class RootConfTestCase(base.TestCase):
                                  'vhost-brick.conf')
         self.useFixture(fixtures.MonkeyPatch(
             'vhost_brick.privileged.rootconf.CONFIG_FILE', self.path))
+        self.useFixture(fixtures.MonkeyPatch(
+            'vhost_brick.privileged.rootconf._cached', (None, None)))
+        self.parse = self.useFixture(fixtures.MockPatch(
+            'vhost_brick.privileged.rootconf._parse',
+            wraps=rootconf._parse)).mock
+
+    def settle(self):
+        """Move the clock past the file's settling time."""
+        now = time.time_ns() + 2 * rootconf._SETTLE_NS
+        self.useFixture(fixtures.MockPatch(
+            'vhost_brick.privileged.rootconf.time.time_ns',
+            return_value=now))
 
     def configure(self, text):
         with open(self.path, 'w') as conf:
@@ -66,4 +79,40 @@ class RootConfTestCase(base.TestCase):
     def test_an_unparsable_file_is_a_backend_error(self):
         with open(self.path, 'w') as conf:
             conf.write('state_path = /srv\n')  # no section header
+        self.assertRaises(exception.BackendError, rootconf.load)
+
+    def test_a_settled_file_is_parsed_once(self):
+        self.configure('lock_timeout = 7\n')
+        self.settle()
+        self.assertEqual(7, rootconf.load().lock_timeout)
+        self.assertEqual(7, rootconf.load().lock_timeout)
+        self.assertEqual(1, self.parse.call_count)
+
+    def test_a_file_changed_since_it_was_parsed_is_parsed_again(self):
+        self.configure('lock_timeout = 7\n')
+        self.settle()
+        rootconf.load()
+        modified = os.stat(self.path).st_mtime_ns + rootconf._SETTLE_NS
+        self.configure('lock_timeout = 8\n')
+        # Written a second later, as the settled clock says it is.
+        os.utime(self.path, ns=(modified, modified))
+        self.assertEqual(8, rootconf.load().lock_timeout)
+
+    def test_a_file_changed_within_a_clock_tick_is_parsed_every_time(self):
+        self.configure('lock_timeout = 7\n')
+        rootconf.load()
+        rootconf.load()
+        self.assertEqual(2, self.parse.call_count)
+
+    def test_a_file_created_after_a_load_without_it_counts(self):
+        self.settle()
+        self.assertEqual(rootconf.DEFAULT_LOCK_TIMEOUT,
+                         rootconf.load().lock_timeout)
+        self.configure('lock_timeout = 9\n')
+        self.assertEqual(9, rootconf.load().lock_timeout)
+
+    def test_an_invalid_file_is_refused_on_every_load(self):
+        self.configure('lock_timeout = soon\n')
+        self.settle()
+        self.assertRaises(exception.BackendError, rootconf.load)
         self.assertRaises(exception.BackendError, rootconf.load)
