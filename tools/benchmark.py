@@ -73,6 +73,7 @@ GETS_PER_CYCLE = 5
 # What every privsep daemon imports before it runs a line of its
 # context's code; eventlet left out, as vhost-brick-rootwrap leaves it.
 PRIVSEP_IMPORT = "python -c 'import oslo_privsep.daemon'"
+RTSLIB_IMPORT = "python -c 'import rtslib_fb'"
 NO_EVENTLET = 'import sys; sys.modules["eventlet"] = None; '
 RTSLIB = 'rtslib-fb naive, this process'
 RTSTOOL = 'rtstool-style process + save'
@@ -510,7 +511,7 @@ class Bench:
         print("  oslo.privsep's import alone: %.2fx import rtslib_fb, the "
               "floor under any privsep daemon's start"
               % (self.startup[PRIVSEP_IMPORT] /
-                 self.startup["python -c 'import rtslib_fb'"]))
+                 self.startup[RTSLIB_IMPORT]))
         self.targets(medians, levels[0], levels[-1])
         sys.stdout.flush()
 
@@ -526,12 +527,12 @@ class Bench:
             ('list_endpoints() vs raw walk, N=%d' % high, 2.0,
              (high, 'list', API, 'list'), (high, 'list', FLOOR, 'list')),
             ('helper verify vs import rtslib_fb', 1.5,
-             'vhost-brick-helper verify', "python -c 'import rtslib_fb'"),
+             'vhost-brick-helper verify', RTSLIB_IMPORT),
             ('privsep list vs raw walk, N=%d' % high, 1.3,
              (high, 'list', PRIVSEP_API, 'list'),
              (high, 'list', FLOOR, 'list')),
             ('privsep daemon start vs import rtslib_fb', 2.0,
-             DAEMON_START, "python -c 'import rtslib_fb'"),
+             DAEMON_START, RTSLIB_IMPORT),
             ('batch create per ep vs raw loop, N=%d' % high, 2.0,
              (high, 'create', batch, 'create'),
              (high, 'create', raw_loop, 'create')),
@@ -568,7 +569,7 @@ def measure_startup(reps):
     result = {}
     for label, cmd in (
             ('python -c pass', (sys.executable, '-c', 'pass')),
-            ("python -c 'import rtslib_fb'",
+            (RTSLIB_IMPORT,
              (sys.executable, '-c', 'import rtslib_fb')),
             ('vhost-brick-helper verify', ('vhost-brick-helper', 'verify')),
             (PRIVSEP_IMPORT, (sys.executable, '-c', NO_EVENTLET +

@@ -74,7 +74,11 @@ def load():
 
 
 def _status(path):
-    """What changes whenever path's content may have: None if unknown."""
+    """What changes whenever path's content may have: None if unknown.
+
+    An absent file's status is ``(path,)``: only its creation changes
+    that, into a status of another length.
+    """
     try:
         status = os.stat(path)
     except FileNotFoundError:
@@ -86,7 +90,10 @@ def _status(path):
 
 
 def _settled(key):
-    """Whether the file of this status is older than a clock tick."""
+    """Whether the file of this status is older than a clock tick.
+
+    An absent file has nothing to settle.
+    """
     return len(key) == 1 or time.time_ns() - max(key[-2:]) > _SETTLE_NS
 
 
