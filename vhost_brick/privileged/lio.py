@@ -12,10 +12,12 @@
 
 """LIO backend of the privileged helper: vhost endpoints in configfs.
 
-Targets, TPGs and LUNs are made and removed through rtslib-fb; reads and
-our backstores go to configfs directly, so that every operation costs
-the same however many LIO objects the host has (rtslib-fb walks all of
-them to list, and every LUN of every fabric to delete a backstore).
+Targets are made, and endpoints removed, through rtslib-fb; reads, our
+backstores and the TPG and LUN under a new target go to configfs
+directly, so that every operation costs the same however many LIO
+objects the host has (rtslib-fb walks all of them to list, and every
+LUN of every fabric to delete a backstore), and a create does no more
+than the kernel needs.
 
 This is the only module that imports rtslib-fb, and it does so lazily:
 rtslib needs libudev at import time and touches configfs as soon as it
@@ -523,8 +525,8 @@ def _delete_leftover_backstore(wwn):
         _remove_backstore(path)
 
 
-def _create_tpg(rtslib, target, nexus):
-    """Create the endpoint's TPG with its nexus; return the rtslib TPG.
+def _create_tpg(target, nexus):
+    """Create the endpoint's TPG with its nexus; return its directory.
 
     Made in configfs directly: rtslib-fb gives every TPG it creates a
     random nexus, which would then have to be read, dropped and written
@@ -533,23 +535,31 @@ def _create_tpg(rtslib, target, nexus):
     tpg_dir = os.path.join(target.path, 'tpgt_%d' % TPGT)
     os.mkdir(tpg_dir)
     _write(os.path.join(tpg_dir, 'nexus'), nexus)
-    return rtslib.TPG(target, TPGT, mode='lookup')
+    return tpg_dir
 
 
 def _build(rtslib, device, wwn, nexus, serial, read_only):
-    """Create backstore, target, TPG, nexus and LUN; undo all on failure."""
+    """Create backstore, target, TPG, nexus and LUN; undo all on failure.
+
+    The LUN is a directory and a link to the backstore, made in configfs
+    directly: rtslib-fb's LUN would look the TPG and the storage object
+    up again and check each level's directory, a fifth of a create under
+    TCG. The kernel's own link is the export; its name is ours to pick.
+
+    :returns: the endpoint dict, from what was written and checked (the
+              backstore's device and mode in :func:`_check_served`)
+    """
     undo = []
     try:
         name = backstore_name(wwn)
-        undo.append(functools.partial(
-            _remove_backstore,
-            _create_backstore(name, device, serial, read_only)))
+        backstore = _create_backstore(name, device, serial, read_only)
+        undo.append(functools.partial(_remove_backstore, backstore))
         target = rtslib.Target(_vhost_fabric(rtslib), wwn, mode='create')
         undo.append(target.delete)
-        tpg = _create_tpg(rtslib, target, nexus)
-        rtslib.LUN(tpg, LUN, rtslib.BlockStorageObject(name,
-                                                       index=HBA_INDEX))
-        return _describe(wwn)
+        lun_dir = '%s/lun/lun_%d' % (_create_tpg(target, nexus), LUN)
+        os.mkdir(lun_dir)
+        undo.append(functools.partial(os.rmdir, lun_dir))
+        os.symlink(backstore, os.path.join(lun_dir, name))
     except BaseException:
         for step in reversed(undo):
             try:
@@ -557,6 +567,10 @@ def _build(rtslib, device, wwn, nexus, serial, read_only):
             except (rtslib.RTSLibError, OSError):
                 LOG.exception('Rollback could not undo %s', step)
         raise
+    return {'wwn': wwn, 'tpgt': TPGT, 'nexus': nexus,
+            'luns': [{'lun': LUN, 'device_path': device.path,
+                      'backstore': name, 'serial': serial,
+                      'read_only': read_only}]}
 
 
 def create(device, wwn, nexus, serial, read_only=False):

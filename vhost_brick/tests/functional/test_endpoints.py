@@ -325,9 +325,21 @@ class RollbackTestCase(base.FunctionalTestCase):
             self.assertRaises(exception.BackendError, lio_create, disk, wwn)
         self.assertRolledBack(disk, wwn)
 
-    def test_lun_number_rtslib_refuses(self):
+    def test_lun_number_the_kernel_refuses(self):
         disk, wwn = self.make_disk(), 'naa.5001405abc000012'
-        with mock.patch.object(lio, 'LUN', 70000):
+        # The kernel parses lun_N as a 64-bit number: ERANGE beyond it.
+        with mock.patch.object(lio, 'LUN', 2 ** 64):
+            self.assertRaises(exception.BackendError, lio_create, disk, wwn)
+        self.assertRolledBack(disk, wwn)
+
+    def test_lun_link_the_kernel_refuses(self):
+        disk, wwn = self.make_disk(), 'naa.5001405abc000013'
+        real_symlink = os.symlink
+
+        def link_the_hba(source, link):
+            # An HBA is not a backstore: the kernel refuses to export it.
+            real_symlink(os.path.dirname(source), link)
+        with mock.patch.object(lio.os, 'symlink', side_effect=link_the_hba):
             self.assertRaises(exception.BackendError, lio_create, disk, wwn)
         self.assertRolledBack(disk, wwn)
 

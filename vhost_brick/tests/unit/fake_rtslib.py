@@ -16,9 +16,9 @@ Its objects live in a directory tree laid out like LIO's configfs
 (``core/iblock_K/<name>`` with ``udev_path``, ``<fabric>/<wwn>/tpgt_N``
 with ``nexus`` and ``lun/lun_M/<alias>`` linking a storage object), so
 code that reads or writes configfs directly sees what the fake made, and
-the fake sees what it made. :func:`mkdir` and :func:`rmdir`, installed
-in place of ``os.mkdir`` and ``os.rmdir``, add what configfs does that a
-plain tree does not.
+the fake sees what it made. :func:`mkdir`, :func:`rmdir` and
+:func:`symlink`, installed in place of ``os.mkdir``, ``os.rmdir`` and
+``os.symlink``, add what configfs does that a plain tree does not.
 
 It models what the kernel and rtslib do that matters to the backend:
 a new vhost TPG gets a random nexus, the nexus can only be dropped while
@@ -39,10 +39,12 @@ import tempfile
 
 _real_mkdir = os.mkdir
 _real_rmdir = os.rmdir
+_real_symlink = os.symlink
 # Directories configfs makes along with their parent, and removes with it.
 DEFAULT_GROUPS = ('wwn', 'lun')
 _STORAGE_DIR = re.compile(r'^core/(iblock|fileio)_(\d+)/[^/]+$')
 _TPG_DIR = re.compile(r'^[^/]+/([^/]+)/tpgt_\d+$')
+_LUN_DIR = re.compile(r'^[^/]+/[^/]+/tpgt_\d+/lun/lun_\d+$')
 _PLUGINS = {'iblock': 'block', 'fileio': 'fileio'}
 
 
@@ -206,6 +208,13 @@ def _links_to(path):
                 if os.path.islink(link) and os.path.samefile(link, path):
                     return True
     return False
+
+
+def symlink(source, link):
+    """os.symlink; in a LUN directory, the export, which may fail."""
+    if _LUN_DIR.match(STATE.relative(os.path.dirname(link)) or ''):
+        STATE.maybe_fail('lun')
+    _real_symlink(source, link)
 
 
 def rmdir(path, **kwargs):
@@ -394,8 +403,8 @@ class LUN(_Node):
         STATE.maybe_fail('lun')
         mkdir(self.path)
         # Relative, as configfs reports a LUN's link.
-        os.symlink(os.path.relpath(storage_object.path, self.path),
-                   os.path.join(self.path, '%010x' % lun))
+        _real_symlink(os.path.relpath(storage_object.path, self.path),
+                      os.path.join(self.path, '%010x' % lun))
 
     def _link(self):
         for name in _entries(self.path):

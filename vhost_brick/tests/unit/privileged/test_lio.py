@@ -48,6 +48,8 @@ class LioTestCase(base.TestCase):
                 'vhost_brick.privileged.lio.' + name, path))
         self.useFixture(fixtures.MonkeyPatch('os.mkdir', fake_rtslib.mkdir))
         self.useFixture(fixtures.MonkeyPatch('os.rmdir', fake_rtslib.rmdir))
+        self.useFixture(fixtures.MonkeyPatch('os.symlink',
+                                             fake_rtslib.symlink))
         self.useFixture(fixtures.MockPatchObject(
             lio, '_rtslib', return_value=fake_rtslib))
         self.prepare = self.useFixture(fixtures.MockPatchObject(
@@ -191,6 +193,10 @@ class CreateTestCase(LioTestCase):
         self.assertEqual({'storage': [], 'targets': []},
                          fake_rtslib.snapshot())
         self.assertFalse(os.path.exists(self.hba))
+
+    def test_create_reports_the_endpoint_as_configfs_then_shows_it(self):
+        result = self.create(DEVICE, wwn=WWN)
+        self.assertEqual(lio.show(WWN), result)
 
     def test_create_without_nexus_generates_one(self):
         result = self.create(DEVICE, wwn=WWN)
