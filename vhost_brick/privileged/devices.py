@@ -128,9 +128,19 @@ def _check_directories(device_path, path):
 
 
 def _sysfs(rdev):
-    """The sysfs directory of block device rdev, resolved."""
-    return os.path.realpath('%s/%d:%d' % (SYS_DEV_BLOCK, os.major(rdev),
-                                          os.minor(rdev)))
+    """The sysfs directory of block device rdev, resolved.
+
+    ``/sys/dev/block/M:m`` is a link into /sys/devices, whose directories
+    are real ones: one readlink resolves it, where realpath would look
+    at every component of the path. No such device gives the link's own
+    path, which is no directory.
+    """
+    link = '%s/%d:%d' % (SYS_DEV_BLOCK, os.major(rdev), os.minor(rdev))
+    try:
+        return os.path.normpath(os.path.join(SYS_DEV_BLOCK,
+                                             os.readlink(link)))
+    except OSError:
+        return link
 
 
 def _read(path):
@@ -153,13 +163,19 @@ def _disk_of(sysdir):
 
 
 def _family(sysdir):
-    """sysfs directories of the device, its partitions and its parent disk."""
+    """sysfs directories of the device, its partitions and its parent disk.
+
+    The kernel names a partition after its disk (sda1, nvme0n1p1), so
+    only entries of that name are looked at, not queue/, power/, mq/...
+    """
     family = [sysdir]
     if _is_partition(sysdir):
         family.append(os.path.dirname(sysdir))
     else:
+        disk = os.path.basename(sysdir)
         family.extend(entry.path for entry in os.scandir(sysdir)
-                      if entry.is_dir() and _is_partition(entry.path))
+                      if entry.name.startswith(disk) and entry.is_dir() and
+                      _is_partition(entry.path))
     return family
 
 
@@ -256,9 +272,11 @@ def admit(device_path, allowed_devices):
     """
     validation.validate_device_path(device_path)
     normal = os.path.normpath(device_path)
-    # What the kernel is told to open: checked as the caller's path is.
-    node = validation.validate_device_path(os.path.realpath(device_path))
-    for path in (normal, node):
+    node = os.path.realpath(device_path)
+    if node != device_path:
+        # What the kernel is told to open: checked as the caller's path is.
+        validation.validate_device_path(node)
+    for path in dict.fromkeys((normal, node)):
         if not _under_dev(path):
             raise _refuse(device_path, OUTSIDE_DEV,
                           '%s is not under %s/' % (path, DEV))
