@@ -20,5 +20,7 @@ python3 -m venv "$VENV"
     >"$DIR/bench-pip.log" 2>&1 || { cat "$DIR/bench-pip.log"; exit 1; }
 cd "$REPO"
 # 2G: with 1G the guest SIGKILLed the run at N=1000 (memory); 2G completes.
-exec python3 tools/vmrun.py --timeout 5400 --mem 2G \
+# --tcg-stats: a flush of TCG's code cache slows whatever is timed next, so
+# the run says how many it had (see norandmaps in vmrun.py).
+exec python3 tools/vmrun.py --timeout 5400 --mem 2G --tcg-stats \
     "PATH=$VENV/bin:\$PATH $VENV/bin/python tools/benchmark.py $*"

@@ -26,7 +26,7 @@ Usage::
 
     python3 tools/vmrun.py [--kernel-dir DIR] [--mem 1G] [--smp 2]
         [--timeout SECONDS] [--share DIR]... [--env NAME=VALUE]...
-        [--accel auto|tcg|kvm] 'shell command'
+        [--accel auto|tcg|kvm] [--tcg-stats] 'shell command'
     python3 tools/vmrun.py extract-vmlinux VMLINUZ VMLINUX
 
 The exit status is the command's, 124 on timeout, 255 if the guest died
@@ -39,9 +39,11 @@ import argparse
 import hashlib
 import lzma
 import os
+import re
 import select
 import shlex
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -330,8 +332,34 @@ def _stream(proc, marker, deadline, out):
         out.flush()
 
 
+def _tcg_flushes(monitor):
+    """TCG's count of translated-code cache flushes; None if unknown.
+
+    A full cache is flushed whole, and all code then runs translated
+    anew: whatever is timed just after pays for it. Asked of QEMU's
+    human monitor at monitor (a Unix socket) with ``info jit``.
+    """
+    found = None
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(10)
+            sock.connect(monitor)
+            sock.sendall(b'info jit\n')
+            reply = b''
+            while found is None:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+                found = re.search(rb'TB flush count\s+(\d+)\s', reply)
+    except OSError:
+        return None
+    return found and int(found.group(1))
+
+
 def run(command, kernel_dir=DEFAULT_KERNEL_DIR, mem='1G', smp=2,
-        timeout=600, shares=(), env=(), accel='auto', out=None):
+        timeout=600, shares=(), env=(), accel='auto', out=None,
+        tcg_stats=False):
     """Boot a VM, run command there as root, return its exit status.
 
     shares are host directories mounted read-write at the same path; env
@@ -341,6 +369,8 @@ def run(command, kernel_dir=DEFAULT_KERNEL_DIR, mem='1G', smp=2,
     and stderr go to out (default: our stdout). Returns 124 on timeout
     and 255 if the guest died without reporting a status. accel 'auto'
     picks KVM only on hardware KVM (untested; TCG everywhere else).
+    tcg_stats adds to out, under TCG, how often the translated-code
+    cache was flushed while the command ran.
     """
     kver = kernel_version(kernel_dir)
     vmlinux = os.path.join(kernel_dir, 'kroot', 'boot', 'vmlinux-' + kver)
@@ -372,12 +402,20 @@ def run(command, kernel_dir=DEFAULT_KERNEL_DIR, mem='1G', smp=2,
         # nested KVM guests wedged this 2-vCPU VM in 4 of 27 runs (0 of 36
         # without vGIF). Rarer wedges remain (twice in full functional
         # runs), so the functional tests boot their nested guest with TCG.
+        # norandmaps: TCG finds translated code by virtual address, so with
+        # randomised address spaces every new process (each helper,
+        # rootwrap, pytest's children) had its code translated anew; the
+        # 1 GiB code cache filled every ~2 min and each flush of it slowed
+        # whatever ran next (a privsep create from 0.07 s to 0.25 s). A
+        # throw-away guest loses nothing by it; four functional test files
+        # ran in 300 s instead of 415 s.
         cmd = [qemu, '-machine', 'pc', '-m', mem, '-smp', str(smp),
                '-nodefaults', '-no-user-config', '-display', 'none',
                '-no-reboot', '-serial', 'stdio',
                '-kernel', vmlinux, '-initrd', initrd,
                '-append', 'console=ttyS0 panic=-1 mitigations=off quiet '
-               'loglevel=1 tsc=unstable kvm_amd.vgif=0 vmrun_dir=' + run_dir,
+               'loglevel=1 tsc=unstable kvm_amd.vgif=0 norandmaps '
+               'vmrun_dir=' + run_dir,
                '-fsdev', 'local,id=hostroot,path=/,security_model=none,'
                'readonly=on,multidevs=remap',
                '-device', 'virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot']
@@ -389,11 +427,20 @@ def run(command, kernel_dir=DEFAULT_KERNEL_DIR, mem='1G', smp=2,
                     'multidevs=remap' % (i, share.replace(',', ',,')),
                     '-device', 'virtio-9p-pci,fsdev=share%d,mount_tag=share%d'
                     % (i, i)]
+        monitor = os.path.join(run_dir, 'monitor')
+        if tcg_stats and accel == 'tcg':
+            cmd += ['-monitor', 'unix:%s,server=on,wait=off' % monitor]
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE)
         try:
             rc = _stream(proc, marker.encode(), time.monotonic() + timeout,
                          out)
+            if rc is not None and tcg_stats and accel == 'tcg':
+                flushes = _tcg_flushes(monitor)
+                out.write(b'vmrun: TCG code-cache flushes in this VM: %s\n'
+                          % (b'unknown' if flushes is None
+                             else str(flushes).encode()))
+                out.flush()
             if rc is not None:
                 proc.communicate(timeout=30)  # poweroff; drain the console
         except TimeoutError:
@@ -436,6 +483,8 @@ def main(argv=None):
                             metavar='NAME=VALUE')
         parser.add_argument('--accel', choices=('auto', 'tcg', 'kvm'),
                             default='auto')
+        parser.add_argument('--tcg-stats', action='store_true',
+                            help='report TCG code-cache flushes at the end')
         parser.add_argument('command')
         args = parser.parse_args(argv)
         env = [e.split('=', 1) for e in args.env]
@@ -445,7 +494,8 @@ def main(argv=None):
                    args.kernel_dir or series_dir(args.kernel or
                                                  KERNEL_SERIES[0]),
                    args.mem, args.smp,
-                   args.timeout, args.share, env, args.accel)
+                   args.timeout, args.share, env, args.accel,
+                   tcg_stats=args.tcg_stats)
     except (VMError, OSError, subprocess.SubprocessError) as err:
         sys.stderr.write('vmrun: error: %s\n' % err)
         return 2
