@@ -12,12 +12,13 @@
 
 """LIO backend of the privileged helper: vhost endpoints in configfs.
 
-Targets are made, and endpoints removed, through rtslib-fb; reads, our
-backstores and the TPG and LUN under a new target go to configfs
-directly, so that every operation costs the same however many LIO
-objects the host has (rtslib-fb walks all of them to list, and every
-LUN of every fabric to delete a backstore), and a create does no more
-than the kernel needs.
+Endpoints are removed through rtslib-fb, which also checks WWNs and
+sets up configfs; reads, and the backstore, target, TPG and LUN of a
+create, go to configfs directly, so that every operation costs the same
+however many LIO objects the host has (rtslib-fb walks all of them to
+list, and every LUN of every fabric to delete a backstore) and a create
+does no more than the kernel needs (rtslib-fb would look each new object
+up again, level by level).
 
 This is the only module that imports rtslib-fb, and it does so lazily:
 rtslib needs libudev at import time and touches configfs as soon as it
@@ -106,9 +107,6 @@ def _translated():
         except exception.VhostBrickException:
             raise
         except rtslib.RTSLibError as err:
-            if 'Could not create' in str(err) and 'FabricModule' in str(err):
-                raise exception.KernelSupportMissing(
-                    reason='%s; run "modprobe vhost_scsi"' % err) from err
             raise exception.BackendError(reason=str(err)) from err
 
 
@@ -203,6 +201,25 @@ def _rtslib_version():
 
 def _vhost_fabric(rtslib):
     return rtslib.FabricModule('vhost')
+
+
+def _ensure_vhost_fabric():
+    """Make the vhost fabric's directory, loading vhost_scsi, if missing.
+
+    What rtslib-fb's FabricModule does before its first target: the
+    kernel makes the fabric only for a module that has registered it.
+    """
+    if os.path.isdir(VHOST_FABRIC):
+        return
+    _modprobe('vhost_scsi')
+    try:
+        os.mkdir(VHOST_FABRIC)
+    except FileExistsError:
+        pass
+    except OSError as err:
+        raise exception.KernelSupportMissing(
+            reason='cannot make the vhost fabric in configfs (%s); run '
+                   '"modprobe vhost_scsi"' % err) from err
 
 
 def _target_dir(wwn):
@@ -525,46 +542,39 @@ def _delete_leftover_backstore(wwn):
         _remove_backstore(path)
 
 
-def _create_tpg(target, nexus):
-    """Create the endpoint's TPG with its nexus; return its directory.
-
-    Made in configfs directly: rtslib-fb gives every TPG it creates a
-    random nexus, which would then have to be read, dropped and written
-    again (a third of rtslib's share of a create).
-    """
-    tpg_dir = os.path.join(target.path, 'tpgt_%d' % TPGT)
-    os.mkdir(tpg_dir)
-    _write(os.path.join(tpg_dir, 'nexus'), nexus)
-    return tpg_dir
-
-
-def _build(rtslib, device, wwn, nexus, serial, read_only):
+def _build(device, wwn, nexus, serial, read_only):
     """Create backstore, target, TPG, nexus and LUN; undo all on failure.
 
-    The LUN is a directory and a link to the backstore, made in configfs
-    directly: rtslib-fb's LUN would look the TPG and the storage object
-    up again and check each level's directory, a fifth of a create under
-    TCG. The kernel's own link is the export; its name is ours to pick.
+    All in configfs directly. rtslib-fb would give the TPG a random
+    nexus, to be dropped and written again, and look the TPG and the
+    storage object up again for the LUN. The LUN is a directory and the
+    kernel's link to the backstore, under a name of our choosing.
 
     :returns: the endpoint dict, from what was written and checked (the
               backstore's device and mode in :func:`_check_served`)
     """
     undo = []
+
+    def make(directory):
+        os.mkdir(directory)
+        undo.append(functools.partial(os.rmdir, directory))
+
     try:
         name = backstore_name(wwn)
         backstore = _create_backstore(name, device, serial, read_only)
         undo.append(functools.partial(_remove_backstore, backstore))
-        target = rtslib.Target(_vhost_fabric(rtslib), wwn, mode='create')
-        undo.append(target.delete)
-        lun_dir = '%s/lun/lun_%d' % (_create_tpg(target, nexus), LUN)
-        os.mkdir(lun_dir)
-        undo.append(functools.partial(os.rmdir, lun_dir))
+        make(_target_dir(wwn))
+        tpg_dir = '%s/tpgt_%d' % (_target_dir(wwn), TPGT)
+        make(tpg_dir)
+        _write(tpg_dir + '/nexus', nexus)
+        lun_dir = '%s/lun/lun_%d' % (tpg_dir, LUN)
+        make(lun_dir)
         os.symlink(backstore, os.path.join(lun_dir, name))
     except BaseException:
         for step in reversed(undo):
             try:
                 step()
-            except (rtslib.RTSLibError, OSError):
+            except OSError:
                 LOG.exception('Rollback could not undo %s', step)
         raise
     return {'wwn': wwn, 'tpgt': TPGT, 'nexus': nexus,
@@ -594,7 +604,8 @@ def create(device, wwn, nexus, serial, read_only=False):
         _check_wwn_supported(rtslib, wwn)
         _refuse_lio_users(device)
         _delete_leftover_backstore(wwn)
-        return _build(rtslib, device, wwn, nexus, serial,
+        _ensure_vhost_fabric()
+        return _build(device, wwn, nexus, serial,
                       validation.validate_read_only(read_only))
 
 

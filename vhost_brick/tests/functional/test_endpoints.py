@@ -302,16 +302,17 @@ class RollbackTestCase(base.FunctionalTestCase):
 
     def test_target_created_by_someone_else_midway(self):
         disk, wwn = self.make_disk(), 'naa.5001405abc000010'
-        rtslib = lio._rtslib()
-        real_target = rtslib.Target
+        real_create_backstore = lio._create_backstore
         racer = os.path.join(base.VHOST, wwn)
 
-        def racing_target(fabric, target_wwn, mode):
-            if mode == 'create':  # the racer gets there first
-                os.mkdir(racer)
-                self.addCleanup(os.rmdir, racer)
-            return real_target(fabric, target_wwn, mode=mode)
-        with mock.patch.object(rtslib, 'Target', side_effect=racing_target):
+        def racing_backstore(*args):
+            path = real_create_backstore(*args)
+            # After the check for the target: the racer gets there first.
+            os.mkdir(racer)
+            self.addCleanup(os.rmdir, racer)
+            return path
+        with mock.patch.object(lio, '_create_backstore',
+                               side_effect=racing_backstore):
             self.assertRaises(exception.BackendError, lio_create, disk, wwn)
         self.assertTrue(os.path.isdir(racer), 'the racer\'s target is gone')
         self.assertEqual([], [name for name in os.listdir(racer)
@@ -342,6 +343,15 @@ class RollbackTestCase(base.FunctionalTestCase):
         with mock.patch.object(lio.os, 'symlink', side_effect=link_the_hba):
             self.assertRaises(exception.BackendError, lio_create, disk, wwn)
         self.assertRolledBack(disk, wwn)
+
+
+class FabricTestCase(base.FunctionalTestCase):
+
+    def test_a_create_makes_the_vhost_fabric_when_it_is_gone(self):
+        # Every test deletes its endpoints: the fabric is empty here.
+        os.rmdir(base.VHOST)
+        endpoint = self.create(self.make_disk())
+        self.assertEqual({endpoint.wwn}, base.vhost_targets())
 
 
 class VerifyTestCase(base.FunctionalTestCase):

@@ -42,6 +42,8 @@ _real_rmdir = os.rmdir
 _real_symlink = os.symlink
 # Directories configfs makes along with their parent, and removes with it.
 DEFAULT_GROUPS = ('wwn', 'lun')
+_FABRIC_DIR = re.compile(r'^(?!core$)[^/]+$')
+_TARGET_DIR = re.compile(r'^(?!core/)[^/]+/[^/]+$')
 _STORAGE_DIR = re.compile(r'^core/(iblock|fileio)_(\d+)/[^/]+$')
 _TPG_DIR = re.compile(r'^[^/]+/([^/]+)/tpgt_\d+$')
 _LUN_DIR = re.compile(r'^[^/]+/[^/]+/tpgt_\d+/lun/lun_\d+$')
@@ -137,10 +139,10 @@ def _read(path):
 def mkdir(path, mode=0o777, **kwargs):
     """os.mkdir, making configfs's attributes and default groups."""
     rel = None if kwargs else STATE.relative(path)
-    if rel is not None and _STORAGE_DIR.match(rel):
-        STATE.maybe_fail('storage')
-    if rel is not None and _TPG_DIR.match(rel):
-        STATE.maybe_fail('tpg')
+    for step, pattern in (('fabric', _FABRIC_DIR), ('target', _TARGET_DIR),
+                          ('storage', _STORAGE_DIR), ('tpg', _TPG_DIR)):
+        if rel is not None and pattern.match(rel):
+            STATE.maybe_fail(step)
     _real_mkdir(path, mode, **kwargs)
     if rel is None:
         return

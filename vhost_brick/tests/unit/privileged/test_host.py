@@ -151,6 +151,12 @@ class CrashTestCase(HostTestCase):
     def kill_at(self, step):
         fake_rtslib.STATE.fail_on[step] = SystemExit('SIGKILL')
 
+    def build_until_killed(self):
+        """lio's build of endpoint WWN, in a fabric already made."""
+        lio._ensure_vhost_fabric()
+        self.assertRaises(SystemExit, lio._build, self.device(DEVICE), WWN,
+                          NEXUS, 's', False)
+
     def test_intent_is_recorded_before_lio_is_touched(self):
         seen = []
         self.prepare.side_effect = lambda rtslib: seen.append(self.status())
@@ -167,8 +173,7 @@ class CrashTestCase(HostTestCase):
             self.record.set(WWN, state.CREATING)
             # What the killed helper built before dying at this step:
             self.kill_at(step)
-            self.assertRaises(SystemExit, lio._build, fake_rtslib,
-                              self.device(DEVICE), WWN, NEXUS, 's', False)
+            self.build_until_killed()
             endpoint = host.create(self.record, ALLOWED, DEVICE, wwn=WWN,
                                    nexus=NEXUS)
             self.assertEqual(DEVICE, endpoint['luns'][0]['device_path'],
@@ -186,9 +191,8 @@ class CrashTestCase(HostTestCase):
 
     def test_cleanup_removes_half_built_endpoint(self):
         self.record.set(WWN, state.CREATING)
-        fake_rtslib.STATE.fail_on['lun'] = SystemExit('SIGKILL')
-        self.assertRaises(SystemExit, lio._build, fake_rtslib,
-                          self.device(DEVICE), WWN, NEXUS, 's', False)
+        self.kill_at('lun')
+        self.build_until_killed()
         self.assertEqual({'endpoints': [WWN], 'backstores': []},
                          host.cleanup(self.record))
         self.assertEqual({'storage': [], 'targets': []},

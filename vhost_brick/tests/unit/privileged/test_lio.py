@@ -54,6 +54,8 @@ class LioTestCase(base.TestCase):
             lio, '_rtslib', return_value=fake_rtslib))
         self.prepare = self.useFixture(fixtures.MockPatchObject(
             lio, '_prepare')).mock
+        self.modprobe = self.useFixture(fixtures.MockPatchObject(
+            lio, '_modprobe')).mock
         self.busy = set()
         real_stat, real_open = os.stat, os.open
 
@@ -274,12 +276,21 @@ class CreateTestCase(LioTestCase):
         self.assertEqual({'storage': [], 'targets': []},
                          fake_rtslib.snapshot())
 
-    def test_missing_vhost_module_raises_kernel_support_missing(self):
-        fake_rtslib.STATE.fail_on['target'] = fake_rtslib.RTSLibError(
-            'Could not create VhostFabricModule in configFS')
+    def test_the_first_create_loads_vhost_scsi_and_makes_the_fabric(self):
+        self.create(DEVICE, wwn=WWN)
+        self.modprobe.assert_called_once_with('vhost_scsi')
+        self.assertTrue(os.path.isdir(lio.VHOST_FABRIC))
+
+    def test_a_fabric_the_kernel_will_not_make_is_kernel_support_missing(self):
+        # What mkdir of target/vhost gets without vhost_scsi loaded.
+        fake_rtslib.STATE.fail_on['fabric'] = OSError(errno.EINVAL,
+                                                      'Invalid argument')
         err = self.assertRaises(exception.KernelSupportMissing, self.create,
                                 DEVICE, wwn=WWN)
         self.assertIn('modprobe vhost_scsi', str(err))
+        self.assertEqual({'storage': [], 'targets': []},
+                         fake_rtslib.snapshot())
+        self.assertFalse(os.path.exists(self.hba))
 
     def test_orphan_backstore_of_same_wwn_is_replaced(self):
         lio._create_backstore('vhost-brick-5001405000000001',
