@@ -28,11 +28,14 @@ eventlet it pulls in) would triple the helper's start-up.
 """
 
 import logging
+import sys
 import threading
 
 #: Config section of the privsep context (user, group, capabilities,
 #: helper_command, ...), as os-brick's is ``privsep_osbrick``.
 CFG_SECTION = 'privsep_vhost_brick'
+#: What root runs, with privsep-helper's arguments, to start the daemon.
+DAEMON_MODULE = __name__ + '.daemon'
 
 LOG = logging.getLogger(__name__)
 
@@ -72,7 +75,8 @@ def _make_default():
         root helper (``priv_context.init``). A service may already have
         set that for os-brick's context; vhost_brick's executor instead
         sets :attr:`root_helper` here, for this context alone.
-        ``[privsep_vhost_brick] helper_command``, when set, wins.
+        ``[privsep_vhost_brick] helper_command``, when set, wins. Root
+        with no root helper (an empty one) starts :data:`DAEMON_MODULE`.
         """
 
         #: Command prefix (a list) that starts privsep-helper as root;
@@ -93,8 +97,11 @@ def _make_default():
             command = super().helper_command(sockpath)
             if self.conf.helper_command or self.root_helper is None:
                 return command
-            return (list(self.root_helper) +
-                    command[command.index('privsep-helper'):])
+            start = command.index('privsep-helper')
+            if not self.root_helper:  # root already: no helper to filter
+                return [sys.executable, '-m', DAEMON_MODULE] + \
+                    command[start + 1:]
+            return list(self.root_helper) + command[start:]
 
     return VhostPrivContext(
         __name__,

@@ -24,8 +24,8 @@ and hands every other command to oslo.rootwrap's own main, unchanged.
 An allowed daemon start whose ``privsep-helper`` is a script of this
 very interpreter (oslo.privsep's console script, of the oslo.privsep
 this process would import) runs that script's main here instead of in
-a child: the daemon forks from this process, as it would from the
-child, one Python start sooner.
+a child (:func:`vhost_brick.privileged.daemon.main`): the daemon forks
+from this process, as it would from the child, one Python start sooner.
 """
 
 import configparser
@@ -35,6 +35,8 @@ import sys
 
 from oslo_rootwrap import cmd
 from oslo_rootwrap import wrapper
+
+from vhost_brick.privileged import daemon as privsep_daemon
 
 
 LOG = logging.getLogger(__name__)
@@ -81,13 +83,7 @@ def _serve_privsep(execname, config, match, command):
                              config.syslog_log_level)
         LOG.info('Executing %s in-process (filter match = %s)',
                  command, match.name)
-    sys.argv = command
-    # The daemon never monkey-patches, so oslo.privsep's import of
-    # eventlet, when installed, only finds that out: half the daemon's
-    # start-up under TCG. Blocked, the import fails as if absent.
-    sys.modules['eventlet'] = None
-    from oslo_privsep import daemon
-    daemon.helper_main()
+    privsep_daemon.main(command)
 
 
 def main():

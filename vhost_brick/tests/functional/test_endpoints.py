@@ -12,6 +12,7 @@
 
 """The public API against real configfs, block devices and vhost_scsi."""
 
+import contextlib
 from importlib import metadata
 import os
 import subprocess
@@ -20,6 +21,7 @@ from unittest import mock
 
 from vhost_brick import endpoint
 from vhost_brick import exception
+from vhost_brick import privileged
 from vhost_brick.privileged import devices
 from vhost_brick.privileged import lio
 from vhost_brick.privileged import rootconf
@@ -343,6 +345,30 @@ class RollbackTestCase(base.FunctionalTestCase):
         with mock.patch.object(lio.os, 'symlink', side_effect=link_the_hba):
             self.assertRaises(exception.BackendError, lio_create, disk, wwn)
         self.assertRolledBack(disk, wwn)
+
+
+class RootDaemonTestCase(base.FunctionalTestCase):
+    """Root's executor, with no root helper, starts the daemon module."""
+
+    def daemon_pids(self):
+        pids = []
+        for pid in filter(str.isdigit, os.listdir('/proc')):
+            with contextlib.suppress(OSError), \
+                    open('/proc/%s/cmdline' % pid, 'rb') as cmdline:
+                if cmdline.read().split(b'\0')[1:3] == [
+                        b'-m', privileged.DAEMON_MODULE.encode()]:
+                    pids.append(int(pid))
+        return pids
+
+    def test_the_daemon_runs_as_root_without_eventlet(self):
+        self.executor.list_endpoints()  # the daemon is up
+        pids = self.daemon_pids()
+        self.assertNotEqual([], pids)
+        for pid in pids:
+            self.assertEqual(0, os.stat('/proc/%d' % pid).st_uid)
+            with open('/proc/%d/maps' % pid) as maps:
+                # greenlet: eventlet's C core, mapped by any import of it.
+                self.assertNotIn('greenlet', maps.read())
 
 
 class FabricTestCase(base.FunctionalTestCase):

@@ -17,6 +17,7 @@ down to :mod:`vhost_brick.privileged.operations`, which is mocked.
 """
 
 import errno
+import sys
 import threading
 from unittest import mock
 
@@ -178,9 +179,13 @@ class DaemonCommandTestCase(base.TestCase):
              'vhost_brick.privileged.default', '--privsep_sock_path',
              '/tmp/tmpx/privsep.sock'], self.prefix(ROOT_HELPER))
 
-    def test_root_without_a_root_helper_runs_the_daemon_directly(self):
+    def test_root_without_a_root_helper_runs_the_daemon_module(self):
         with mock.patch('os.geteuid', return_value=0):
-            self.assertEqual('privsep-helper', self.prefix(None)[0])
+            self.assertEqual(
+                [sys.executable, '-m', 'vhost_brick.privileged.daemon',
+                 '--privsep_context', 'vhost_brick.privileged.default',
+                 '--privsep_sock_path', '/tmp/tmpx/privsep.sock'],
+                self.prefix(None))
 
     def test_a_user_without_a_root_helper_gets_privseps_own_prefix(self):
         with mock.patch('os.geteuid', return_value=1000):
