@@ -427,15 +427,16 @@ def run(command, kernel_dir=DEFAULT_KERNEL_DIR, mem='1G', smp=2,
                     'multidevs=remap' % (i, share.replace(',', ',,')),
                     '-device', 'virtio-9p-pci,fsdev=share%d,mount_tag=share%d'
                     % (i, i)]
-        monitor = os.path.join(run_dir, 'monitor')
-        if tcg_stats and accel == 'tcg':
+        monitor = (os.path.join(run_dir, 'monitor')
+                   if tcg_stats and accel == 'tcg' else None)
+        if monitor:
             cmd += ['-monitor', 'unix:%s,server=on,wait=off' % monitor]
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE)
         try:
             rc = _stream(proc, marker.encode(), time.monotonic() + timeout,
                          out)
-            if rc is not None and tcg_stats and accel == 'tcg':
+            if rc is not None and monitor:
                 flushes = _tcg_flushes(monitor)
                 out.write(b'vmrun: TCG code-cache flushes in this VM: %s\n'
                           % (b'unknown' if flushes is None
