@@ -99,7 +99,9 @@ def _make_default():
                 return command
             start = command.index('privsep-helper')
             if not self.root_helper:  # root already: no helper to filter
-                return [sys.executable, '-m', DAEMON_MODULE] + \
+                # -I: no module of the working directory (which any user
+                # may own) or of PYTHON* variables is imported as root.
+                return [sys.executable, '-I', '-m', DAEMON_MODULE] + \
                     command[start + 1:]
             return list(self.root_helper) + command[start:]
 

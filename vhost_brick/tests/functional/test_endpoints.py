@@ -355,8 +355,8 @@ class RootDaemonTestCase(base.FunctionalTestCase):
         for pid in filter(str.isdigit, os.listdir('/proc')):
             with contextlib.suppress(OSError), \
                     open('/proc/%s/cmdline' % pid, 'rb') as cmdline:
-                if cmdline.read().split(b'\0')[1:3] == [
-                        b'-m', privileged.DAEMON_MODULE.encode()]:
+                if cmdline.read().split(b'\0')[1:4] == [
+                        b'-I', b'-m', privileged.DAEMON_MODULE.encode()]:
                     pids.append(int(pid))
         return pids
 

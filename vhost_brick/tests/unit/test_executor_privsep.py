@@ -182,7 +182,7 @@ class DaemonCommandTestCase(base.TestCase):
     def test_root_without_a_root_helper_runs_the_daemon_module(self):
         with mock.patch('os.geteuid', return_value=0):
             self.assertEqual(
-                [sys.executable, '-m', 'vhost_brick.privileged.daemon',
+                [sys.executable, '-I', '-m', 'vhost_brick.privileged.daemon',
                  '--privsep_context', 'vhost_brick.privileged.default',
                  '--privsep_sock_path', '/tmp/tmpx/privsep.sock'],
                 self.prefix(None))
