@@ -24,7 +24,8 @@ mutations with an external lock and reaches root one of two ways,
   ``root_helper``, as root-wrapped commands are run. It answers in JSON;
   its exit code names the exception to raise here.
 
-Both raise the same typed exceptions with the same fields.
+Both raise the same typed exceptions with the same fields, and agree on
+what a root helper means: a caller that is already root uses none.
 """
 
 import json
@@ -85,8 +86,17 @@ class VhostExecutor(Executor):
     backed by a block device; QEMU attaches it with
     ``-device vhost-scsi-pci,wwpn=<wwn>``.
 
-    :param root_helper: see :class:`Executor`; in privsep mode, the
-                        prefix that starts the privsep daemon
+    :param root_helper: see :class:`Executor`. For a caller that is not
+                        root, the helper runs through it and the privsep
+                        daemon starts through it; without one the helper
+                        refuses (PermissionDenied) and the daemon starts
+                        through oslo.privsep's process-wide prefix. A
+                        caller that is root needs none and one given is
+                        not used, in either mode: the helper runs as is
+                        (as processutils does) and the daemon starts as
+                        ``python -I -m vhost_brick.privileged.daemon``.
+                        ``[privsep_vhost_brick] helper_command``, when
+                        set, starts the daemon for root and non-root alike.
     :param execute: see :class:`Executor`; passing one selects the helper
                     whatever ``privileged_mode`` says
 
@@ -316,13 +326,15 @@ class VhostExecutor(Executor):
     def _daemon_prefix(self):
         """The command prefix that starts the privsep daemon as root.
 
+        Root needs none, whatever ``root_helper`` says: processutils
+        applies no root helper for root either, so both modes agree.
         None leaves oslo.privsep's process-wide one (``priv_context.init``,
         ``sudo`` by default), for a caller that is not root and gave no
-        root helper; root itself needs none.
+        root helper.
         """
-        if self._root_helper:
-            return shlex.split(self._root_helper)
-        return [] if os.geteuid() == 0 else None
+        if os.geteuid() == 0:
+            return []
+        return shlex.split(self._root_helper) if self._root_helper else None
 
     def _helper(self, operation, batch, arguments):
         cmd = (CONF.vhost_brick.helper_command, operation) + tuple(
@@ -339,6 +351,8 @@ class VhostExecutor(Executor):
                 **kwargs)
         except processutils.ProcessExecutionError as err:
             raise _translate(err) from err
+        except processutils.NoRootWrapSpecified as err:
+            raise exception.PermissionDenied(command=cmd[0]) from err
         except OSError as err:
             raise exception.HelperFailed(cmd=' '.join(cmd), exit_code=None,
                                          stderr=str(err)) from err

@@ -11,6 +11,7 @@
 # under the License.
 
 import json
+import os
 from unittest import mock
 
 import fixtures
@@ -328,6 +329,51 @@ class ExecutorTestCase(base.TestCase):
         self.executor.list_endpoints()
         self.assertEqual('/opt/vb/bin/vhost-brick-helper',
                          self.execute.commands[0][0])
+
+
+class RootHelperTestCase(base.TestCase):
+    """Helper mode: processutils applies the root helper, never for root.
+
+    The helper and the root helpers are real scripts run by processutils;
+    a root helper used where it must not be fails the call.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.bindir = self.useFixture(fixtures.TempDir()).path
+        self.conf.config(
+            privileged_mode='helper', group='vhost_brick',
+            helper_command=self.script('vhost-brick-helper', 'echo "[]"'))
+        self.refusing_root_helper = self.script('refuse', 'exit 1')
+        self.geteuid = self.useFixture(fixtures.MockPatch(
+            'os.geteuid', return_value=1000)).mock
+
+    def script(self, name, body):
+        path = os.path.join(self.bindir, name)
+        with open(path, 'w') as script:
+            script.write('#!/bin/sh\n%s\n' % body)
+        os.chmod(path, 0o755)
+        return path
+
+    def test_root_runs_the_helper_without_the_root_helper(self):
+        self.geteuid.return_value = 0
+        ex = executor.VhostExecutor(self.refusing_root_helper)
+        self.assertEqual([], ex.list_endpoints())
+
+    def test_a_user_runs_the_helper_through_the_root_helper(self):
+        ex = executor.VhostExecutor(self.script('run', 'exec "$@"'))
+        self.assertEqual([], ex.list_endpoints())
+
+    def test_a_user_whose_root_helper_refuses_gets_helper_failed(self):
+        ex = executor.VhostExecutor(self.refusing_root_helper)
+        self.assertRaises(exception.HelperFailed, ex.list_endpoints)
+
+    def test_a_user_without_a_root_helper_is_permission_denied(self):
+        ex = executor.VhostExecutor(None)
+        err = self.assertRaises(exception.PermissionDenied,
+                                ex.list_endpoints)
+        self.assertIsInstance(err.__cause__,
+                              processutils.NoRootWrapSpecified)
 
 
 class LockingTestCase(base.TestCase):

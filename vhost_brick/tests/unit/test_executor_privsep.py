@@ -160,43 +160,70 @@ class CallTestCase(PrivsepTestCase):
 
 
 class DaemonCommandTestCase(base.TestCase):
+    """How the daemon starts, for root and not, with and without helpers."""
 
     def setUp(self):
         super().setUp()
         self.useFixture(fixtures.MockPatchObject(
             privileged.default, 'root_helper', None))
         self.context = privileged.default
+        self.geteuid = self.useFixture(fixtures.MockPatch(
+            'os.geteuid', return_value=1000)).mock
 
-    def prefix(self, root_helper):
+    def command(self, root_helper):
         ex = executor.VhostExecutor(root_helper)
         self.context.root_helper = ex._daemon_prefix()
         return self.context.helper_command('/tmp/tmpx/privsep.sock')
 
-    def test_the_executors_root_helper_starts_the_daemon(self):
+    def assertOwnDaemon(self, command):
+        self.assertEqual(
+            [sys.executable, '-I', '-m', 'vhost_brick.privileged.daemon',
+             '--privsep_context', 'vhost_brick.privileged.default',
+             '--privsep_sock_path', '/tmp/tmpx/privsep.sock'], command)
+
+    def test_a_user_starts_the_daemon_through_the_root_helper(self):
         self.assertEqual(
             ['sudo', 'vhost-brick-rootwrap', '/etc/vhost-brick/rootwrap.conf',
              'privsep-helper', '--privsep_context',
              'vhost_brick.privileged.default', '--privsep_sock_path',
-             '/tmp/tmpx/privsep.sock'], self.prefix(ROOT_HELPER))
-
-    def test_root_without_a_root_helper_runs_the_daemon_module(self):
-        with mock.patch('os.geteuid', return_value=0):
-            self.assertEqual(
-                [sys.executable, '-I', '-m', 'vhost_brick.privileged.daemon',
-                 '--privsep_context', 'vhost_brick.privileged.default',
-                 '--privsep_sock_path', '/tmp/tmpx/privsep.sock'],
-                self.prefix(None))
+             '/tmp/tmpx/privsep.sock'], self.command(ROOT_HELPER))
 
     def test_a_user_without_a_root_helper_gets_privseps_own_prefix(self):
-        with mock.patch('os.geteuid', return_value=1000):
-            self.assertEqual(['sudo', 'privsep-helper'],
-                             self.prefix(None)[:2])
+        self.assertEqual(['sudo', 'privsep-helper'],
+                         self.command(None)[:2])
 
-    def test_a_configured_helper_command_wins(self):
+    def test_root_without_a_root_helper_runs_the_daemon_module(self):
+        self.geteuid.return_value = 0
+        self.assertOwnDaemon(self.command(None))
+
+    def test_root_with_sudo_as_root_helper_runs_the_daemon_module(self):
+        self.geteuid.return_value = 0
+        self.assertOwnDaemon(self.command('sudo'))
+
+    def test_root_with_a_rootwrap_root_helper_runs_the_daemon_module(self):
+        self.geteuid.return_value = 0
+        self.assertOwnDaemon(self.command(
+            'sudo cinder-rootwrap /etc/cinder/rootwrap.conf'))
+
+    def test_a_configured_helper_command_wins_for_a_user(self):
         self.conf.config(helper_command='/opt/start-daemon',
                          group=privileged.CFG_SECTION)
         self.assertEqual(['/opt/start-daemon', '--privsep_context'],
-                         self.prefix(ROOT_HELPER)[:2])
+                         self.command(ROOT_HELPER)[:2])
+
+    def test_a_configured_helper_command_wins_for_root(self):
+        self.geteuid.return_value = 0
+        self.conf.config(helper_command='/opt/start-daemon',
+                         group=privileged.CFG_SECTION)
+        self.assertEqual(['/opt/start-daemon', '--privsep_context'],
+                         self.command('sudo')[:2])
+
+    def test_a_configured_helper_command_wins_for_root_without_helper(self):
+        self.geteuid.return_value = 0
+        self.conf.config(helper_command='/opt/start-daemon',
+                         group=privileged.CFG_SECTION)
+        self.assertEqual(['/opt/start-daemon', '--privsep_context'],
+                         self.command(None)[:2])
 
 
 def reset_connection():

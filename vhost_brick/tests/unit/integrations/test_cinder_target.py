@@ -149,6 +149,18 @@ class ConstructionTestCase(base.TestCase):
         self.assertEqual('sudo cinder-rootwrap /etc/cinder/rootwrap.conf',
                          target.vhost._root_helper)
 
+    def test_a_cinder_user_starts_the_daemon_through_cinder_rootwrap(self):
+        target = cinder_target.VhostTarget(configuration=mock.sentinel.conf)
+        with mock.patch('os.geteuid', return_value=1000):
+            self.assertEqual(
+                ['sudo', 'cinder-rootwrap', '/etc/cinder/rootwrap.conf'],
+                target.vhost._daemon_prefix())
+
+    def test_cinder_as_root_starts_the_daemon_without_cinder_rootwrap(self):
+        target = cinder_target.VhostTarget(configuration=mock.sentinel.conf)
+        with mock.patch('os.geteuid', return_value=0):
+            self.assertEqual([], target.vhost._daemon_prefix())
+
     def test_cinders_executor_is_not_used_in_privsep_mode(self):
         target = cinder_target.VhostTarget(configuration=mock.sentinel.conf,
                                            executor=mock.Mock())
