@@ -20,12 +20,33 @@ import subprocess
 import sys
 import time
 
+from oslo_config import cfg
+
+from vhost_brick import opts
+from vhost_brick import privileged
 from vhost_brick.tests.functional import guest
 from vhost_brick import VhostExecutor
 
 
 def step(text):
     print('\n== %s' % text, flush=True)
+
+
+def privileged_path():
+    """Which way the executor reached root, as this process shows it."""
+    mode = cfg.CONF.vhost_brick.privileged_mode
+    if mode != opts.PRIVSEP:
+        return '%s: one vhost-brick-helper process per call' % mode
+    daemons = []
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as cmdline:
+                argv = cmdline.read().decode().split('\0')[:-1]
+        except OSError:
+            continue
+        if privileged.__name__ + '.default' in argv:
+            daemons.append('pid %s: %s' % (pid, ' '.join(argv)))
+    return '%s: the daemon %s' % (mode, '; '.join(daemons) or 'not found')
 
 
 def main():
@@ -45,10 +66,12 @@ def main():
                           capture_output=True, text=True).stdout.strip()
     print('loop device:', disk)
 
-    executor = VhostExecutor(root_helper='sudo')  # unused: we are root
+    # What a service passes; root uses no root helper in either mode.
+    executor = VhostExecutor(root_helper='sudo')
     step('executor.create_endpoint(%r)' % disk)
     endpoint = executor.create_endpoint(disk)
     print(endpoint)
+    print('privileged path: %s' % privileged_path())
 
     step('executor.list_endpoints()')
     for listed in executor.list_endpoints():

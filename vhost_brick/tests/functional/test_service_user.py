@@ -10,12 +10,14 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""vhost_brick run by an unprivileged service user, as deployed.
+"""vhost_brick run by a service's own process, as deployed.
 
-The user may run exactly one command through sudo, vhost-brick-rootwrap
-with the shipped configuration (exec_dirs extended by this virtualenv's
-bin), and reaches root through it both ways: a helper process per call
-and the privsep daemon started through it.
+An unprivileged service user may run exactly one command through sudo,
+vhost-brick-rootwrap with the shipped configuration (exec_dirs extended
+by this virtualenv's bin), and reaches root through it both ways: a
+helper process per call and the privsep daemon started through it. A
+service that runs as root with a root helper reaches LIO both ways
+without it.
 """
 
 import errno
@@ -99,14 +101,19 @@ def as_user(user, *cmd, **kwargs):
 
 
 class ServiceAgent:
-    """A service user's process holding one VhostExecutor."""
+    """A service's process holding one VhostExecutor.
 
-    def __init__(self, user, mode):
+    It runs as user, or as root when user is None.
+    """
+
+    def __init__(self, user, mode, root_helper=ROOT_HELPER):
+        as_user = [] if user is None else [
+            'setpriv', '--reuid', user, '--regid', user, '--init-groups',
+            '--']
         self.process = subprocess.Popen(
-            ['setpriv', '--reuid', user, '--regid', user, '--init-groups',
-             '--', sys.executable, '-m',
-             'vhost_brick.tests.functional.service_agent', mode,
-             ROOT_HELPER],
+            as_user + [sys.executable, '-m',
+                       'vhost_brick.tests.functional.service_agent', mode,
+                       root_helper],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             cwd='/')
 
@@ -300,6 +307,48 @@ class PrivsepModeTestCase(ServiceUserTests, base.FunctionalTestCase):
         self.assertIn('result', answer)
         command = self.agent.result('daemon_command')
         self.assertEqual(1, len(daemon_pids(command[-1])))
+
+
+class RootServiceTests:
+    """A service that runs as root and passes root_helper='sudo'.
+
+    Root uses no root helper in either mode: were it used, sudo would
+    look privsep-helper and vhost-brick-helper up in its secure_path,
+    which lacks this virtualenv's bin, and the call would fail.
+    """
+
+    MODE = None
+
+    def setUp(self):
+        super().setUp()
+        self.agent = ServiceAgent(None, self.MODE, root_helper='sudo')
+        self.addCleanup(self.agent.stop)
+
+    def test_root_with_sudo_creates_lists_and_deletes(self):
+        disk = self.make_disk()
+        created = self.agent.result('create_endpoint', disk)
+        self.addCleanup(self.executor.delete_endpoint, created['wwn'])
+        self.assertEqual(disk, created['luns'][0]['device_path'])
+        self.assertIn(created, self.agent.result('list_endpoints'))
+        self.assertIsNone(self.agent.result('delete_endpoint',
+                                            created['wwn']))
+        self.assertNotIn(created['wwn'], base.vhost_targets())
+
+
+class RootHelperModeTestCase(RootServiceTests, base.FunctionalTestCase):
+    MODE = 'helper'
+
+
+class RootPrivsepModeTestCase(RootServiceTests, base.FunctionalTestCase):
+    MODE = 'privsep'
+
+    def test_root_with_sudo_starts_its_own_daemon_directly(self):
+        self.agent.result('list_endpoints')
+        command = self.agent.result('daemon_command')
+        self.assertEqual(
+            [sys.executable, '-I', '-m', 'vhost_brick.privileged.daemon',
+             '--privsep_context', 'vhost_brick.privileged.default',
+             '--privsep_sock_path'], command[:-1])
 
 
 class RootwrapTestCase(base.FunctionalTestCase):
