@@ -139,6 +139,8 @@ class CinderLVMTestCase(base.FunctionalTestCase):
         self.remove_our_filter()
         self.assertIn(self.export()['provider_location'],
                       base.vhost_targets())
+        [parent] = cinder_host.privsep_helper_parents()
+        self.assertIn(cinder_host.ROOTWRAP_CONF, parent)
 
     def cinder_rootwrap(self, *cmd):
         """Run a command through cinder-rootwrap and Cinder's filters."""
