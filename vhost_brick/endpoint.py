@@ -28,6 +28,8 @@ class VhostLun:
     serial: str
     #: whether the guest sees the LUN write-protected
     read_only: bool
+    #: whether the guest may discard (UNMAP) blocks of the LUN
+    discard: bool
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -36,7 +38,8 @@ class VhostLun:
     def from_dict(cls, data):
         return cls(lun=int(data['lun']), device_path=data['device_path'],
                    backstore=data['backstore'], serial=data['serial'],
-                   read_only=bool(data['read_only']))
+                   read_only=bool(data['read_only']),
+                   discard=bool(data['discard']))
 
 
 @dataclasses.dataclass(frozen=True)

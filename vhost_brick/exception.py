@@ -86,6 +86,12 @@ class DeviceNotAllowed(InvalidDevice):
     helper_exit_code = 17
 
 
+class DiscardNotSupported(InvalidDevice):
+    message = ("Device %(device)r has no discard (UNMAP) to give the guest: "
+               "%(reason)s")
+    helper_exit_code = 18
+
+
 class EndpointNotFound(VhostBrickException):
     message = "No vhost endpoint with WWN %(wwn)s."
     helper_exit_code = 20

@@ -52,6 +52,8 @@ LOCK_NAME = 'endpoints'
 
 # The helper's option for an argument, where it is not the same name.
 _HELPER_OPTIONS = {'device_path': 'device', 'read_only': 'read-only'}
+# Flags whose False the helper takes as --no-<flag>, not as their absence.
+_NEGATABLE = frozenset(['discard'])
 # The privsep entry point of an operation, where it is not the same name.
 _ENTRYPOINTS = {'list': 'list_endpoints'}
 
@@ -116,7 +118,7 @@ class VhostExecutor(Executor):
         return cls(root_helper, execute=execute)
 
     def create_endpoint(self, device_path, wwn=None, nexus=None,
-                        serial=None, read_only=False):
+                        serial=None, read_only=False, discard=None):
         """Export a block device as a new vhost-scsi endpoint.
 
         Retry-safe: repeating a call with the same arguments returns the
@@ -132,14 +134,18 @@ class VhostExecutor(Executor):
         :param serial: the unit serial the guest sees, e.g. the volume id;
                        None generates one. Kept across restores.
         :param read_only: write-protect the LUN for the guest
+        :param discard: None gives the guest discard (UNMAP) exactly when
+                        the device has it, True requires it, False hides
+                        it. Kept across restores.
         :returns: the :class:`~vhost_brick.endpoint.VhostEndpoint`
-        :raises: InvalidDevice, DeviceNotAllowed, DeviceInUse, InvalidWWN,
-                 InvalidNexus, InvalidSerial, EndpointExists, LockTimeout,
+        :raises: InvalidDevice, DeviceNotAllowed, DeviceInUse,
+                 DiscardNotSupported, InvalidWWN, InvalidNexus,
+                 InvalidSerial, EndpointExists, LockTimeout,
                  KernelSupportMissing, HelperFailed, PrivsepFailed
         """
         spec, = validation.validate_endpoint_specs([{
             'device_path': device_path, 'wwn': wwn, 'nexus': nexus,
-            'serial': serial, 'read_only': read_only}])
+            'serial': serial, 'read_only': read_only, 'discard': discard}])
         with self._lock():
             result = endpoint.VhostEndpoint.from_dict(
                 self._privileged('create', **spec))
@@ -172,8 +178,8 @@ class VhostExecutor(Executor):
         with its typed error, and the others are still created.
 
         :param specs: iterable of mappings with ``device_path`` and
-                      optional ``wwn``, ``nexus``, ``serial`` and
-                      ``read_only``
+                      optional ``wwn``, ``nexus``, ``serial``,
+                      ``read_only`` and ``discard``
         :returns: :class:`~vhost_brick.endpoint.CreateReport`
         :raises: Invalid, InvalidDevice, InvalidWWN, InvalidNexus when any
                  spec is invalid or two name the same WWN or device (then
@@ -338,10 +344,7 @@ class VhostExecutor(Executor):
 
     def _helper(self, operation, batch, arguments):
         cmd = (CONF.vhost_brick.helper_command, operation) + tuple(
-            # A flag option is there when true; False is left out.
-            '--' + _HELPER_OPTIONS.get(name, name) + (
-                '' if value is True else '=%s' % value)
-            for name, value in arguments.items() if value is not False)
+            _helper_options(arguments))
         kwargs = {}
         if batch is not None:
             kwargs['process_input'] = json.dumps(batch)
@@ -362,6 +365,23 @@ class VhostExecutor(Executor):
             raise exception.HelperFailed(
                 cmd=' '.join(cmd), exit_code=0,
                 stderr='unparsable output %r' % stdout) from err
+
+
+def _helper_options(arguments):
+    """The helper's options for an operation's arguments.
+
+    True is a flag; False is the flag's negation where the helper has
+    one, else left out (read_only's default).
+    """
+    for name, value in arguments.items():
+        option = _HELPER_OPTIONS.get(name, name)
+        if value is True:
+            yield '--' + option
+        elif value is False:
+            if name in _NEGATABLE:
+                yield '--no-' + option
+        else:
+            yield '--%s=%s' % (option, value)
 
 
 def _translate(err):

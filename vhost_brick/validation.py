@@ -36,7 +36,8 @@ _NAA_TYPES = frozenset('125cdef')
 GENERATED_WWN_PREFIX = 'naa.5001405'
 
 # What one endpoint spec of a batch may say.
-SPEC_KEYS = ('device_path', 'wwn', 'nexus', 'serial', 'read_only')
+SPEC_KEYS = ('device_path', 'wwn', 'nexus', 'serial', 'read_only',
+             'discard')
 
 # A LUN's unit serial (VPD page 0x80): printable ASCII without spaces,
 # which the kernel would strip from the ends, or commas, which the
@@ -148,6 +149,17 @@ def validate_read_only(read_only):
     return read_only
 
 
+def validate_discard(discard):
+    """Check a LUN's discard policy: None (as the device), True or False.
+
+    :raises: :class:`~vhost_brick.exception.Invalid`
+    """
+    if discard is not None and not isinstance(discard, bool):
+        raise exception.Invalid(reason='discard must be None, True or False, '
+                                       'not %r' % (discard,))
+    return discard
+
+
 def _sectors(rdev):
     """Size of a block device in 512-byte sectors from sysfs, or None."""
     try:
@@ -162,9 +174,10 @@ def validate_endpoint_specs(specs):
     """Check a batch of endpoint specs; return them as plain dicts.
 
     Each spec is a mapping with ``device_path`` and optionally ``wwn``,
-    ``nexus``, ``serial`` and ``read_only``; the result has every key
-    (None, or False for ``read_only``, when absent). Two specs with the
-    same WWN or device path are refused: the second could only fail.
+    ``nexus``, ``serial``, ``read_only`` and ``discard``; the result has
+    every key (None, or False for ``read_only``, when absent). Two specs
+    with the same WWN or device path are refused: the second could only
+    fail.
     """
     if isinstance(specs, (str, bytes, collections.abc.Mapping)) or \
             not isinstance(specs, collections.abc.Iterable):
@@ -189,7 +202,8 @@ def validate_endpoint_specs(specs):
             'wwn': None if wwn is None else validate_wwn(wwn),
             'nexus': None if nexus is None else validate_nexus(nexus),
             'serial': None if serial is None else validate_serial(serial),
-            'read_only': validate_read_only(spec.get('read_only', False))})
+            'read_only': validate_read_only(spec.get('read_only', False)),
+            'discard': validate_discard(spec.get('discard'))})
     _refuse_duplicates('device path',
                        [spec['device_path'] for spec in result])
     _refuse_duplicates('WWN', [spec['wwn'] for spec in result

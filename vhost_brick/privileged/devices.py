@@ -297,6 +297,21 @@ def admit(device_path, allowed_devices):
         os.close(fd)
 
 
+def acknowledges_fua_from_cache(rdev):
+    """Whether a FUA write to rdev may complete from a volatile cache.
+
+    True for a device with a volatile write cache (``write back``) and no
+    native FUA: loop devices, SATA disks with ``libata.fua=0`` (the
+    default), device-mapper over either. LIO's iblock passes FUA on only
+    to a device with native FUA, so a guest told that FUA works would
+    have its FUA writes (journal commits) acknowledged from that cache.
+    A partition's queue is its disk's.
+    """
+    queue = os.path.join(_disk_of(_sysfs(rdev)), 'queue')
+    return (_read(os.path.join(queue, 'write_cache')) == 'write back' and
+            _read(os.path.join(queue, 'fua')) == '0')
+
+
 def identity(fd, rdev):
     """What the open device fd is, beyond its name; None if unknown.
 

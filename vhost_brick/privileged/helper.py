@@ -59,7 +59,8 @@ def _read_batch():
 
 def _create(args):
     return operations.create(args.device, wwn=args.wwn, nexus=args.nexus,
-                             serial=args.serial, read_only=args.read_only)
+                             serial=args.serial, read_only=args.read_only,
+                             discard=args.discard)
 
 
 def _delete(args):
@@ -93,6 +94,9 @@ def build_parser():
                         '(default: a generated UUID)')
     create.add_argument('--read-only', action='store_true',
                         help='write-protect the LUN for the guest')
+    create.add_argument('--discard', action=argparse.BooleanOptionalAction,
+                        help='give the guest discard (UNMAP), or not '
+                        '(default: exactly when the device has it)')
     create.set_defaults(func=_create)
 
     for name, func, text in (
@@ -104,7 +108,8 @@ def build_parser():
 
     commands.add_parser(
         'create-many', help='create the endpoints of a JSON list of '
-        '{"device_path", "wwn", "nexus", "serial", "read_only"} specs '
+        '{"device_path", "wwn", "nexus", "serial", "read_only", '
+        '"discard"} specs '
         'read from stdin'
     ).set_defaults(func=_create_many)
     commands.add_parser(

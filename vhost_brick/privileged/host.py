@@ -56,14 +56,14 @@ def _converge(record, wwn):
 
 
 def create(record, allowed_devices, device_path, wwn=None, nexus=None,
-           serial=None, read_only=False):
+           serial=None, read_only=False, discard=None):
     """Create an endpoint and record it; see VhostExecutor.create_endpoint.
 
     :param allowed_devices: the root configuration's device patterns
     """
     spec, = validation.validate_endpoint_specs([{
         'device_path': device_path, 'wwn': wwn, 'nexus': nexus,
-        'serial': serial, 'read_only': read_only}])
+        'serial': serial, 'read_only': read_only, 'discard': discard}])
     return _create(record, allowed_devices, **spec)
 
 
@@ -84,23 +84,25 @@ def _admit(device_path, allowed_devices):
 
 
 def _create(record, allowed_devices, device_path, wwn, nexus, serial,
-            read_only):
+            read_only, discard):
     """create() of input already validated."""
     wwn = lio.unused_wwn() if wwn is None else wwn
     previous = _converge(record, wwn)
     found = lio.existing(wwn, device_path, nexus=nexus, serial=serial,
-                         read_only=read_only)
+                         read_only=read_only, discard=discard)
     if found is not None:
         return found
     device = _admit(device_path, allowed_devices)
     serial = str(uuid.uuid4()) if serial is None else serial
     lun = {'lun': lio.LUN, 'device_path': device_path,
            'backstore': lio.backstore_name(wwn), 'serial': serial,
-           'read_only': read_only, 'identity': device.identity}
+           'read_only': read_only, 'discard': discard,
+           'identity': device.identity}
     if previous is None:
         record.set(wwn, state.CREATING, luns=[lun])
     try:
-        endpoint = lio.create(device, wwn, nexus, serial, read_only)
+        endpoint = lio.create(device, wwn, nexus, serial, read_only,
+                              discard)
     except BaseException:
         if previous is None:
             record.discard(wwn)
@@ -179,10 +181,10 @@ def delete_many(record, wwns):
 def restore(record, allowed_devices):
     """Recreate recorded endpoints that LIO lost, e.g. after a reboot.
 
-    Endpoints come back with the same WWN, nexus, unit serial and
-    read-only flag, on a device admitted as for a create. A device whose
-    identity differs from the recorded one (its name now belongs to
-    another disk) is refused. Ones already present are left alone, a
+    Endpoints come back with the same WWN, nexus, unit serial, read-only
+    flag and discard policy, on a device admitted as for a create. A
+    device whose identity differs from the recorded one (its name now
+    belongs to another disk) is refused. Ones already present are left alone, a
     refused or missing device is reported without stopping the others,
     and nothing that is not in the record is touched.
 
@@ -227,8 +229,10 @@ def _recreate(record, allowed_devices, wwn, entry):
     lun.setdefault('serial', str(uuid.uuid4()))
     lun.setdefault('read_only', False)
     lun.setdefault('identity', device.identity)
+    # Before format 4: discard as the device has it.
+    lun.setdefault('discard', None)
     endpoint = lio.create(device, wwn, entry['nexus'], lun['serial'],
-                          lun['read_only'])
+                          lun['read_only'], lun['discard'])
     if lun != entry['luns'][0]:
         record.set(wwn, state.PRESENT, **dict(_fields(entry), luns=[lun]))
     return endpoint
@@ -244,15 +248,16 @@ def _live(wwn):
 def _matches(live, entry):
     """Whether a live endpoint is what entry records.
 
-    Entries of format 2 have no serial or read-only flag to compare.
+    Entries of format 2 have no serial or read-only flag to compare; a
+    discard policy of None accepts what the device gave.
     """
     if live['nexus'] != entry['nexus'] or \
             len(live['luns']) != len(entry['luns']):
         return False
     return all(live_lun.get(key) == lun[key]
                for live_lun, lun in zip(live['luns'], entry['luns'])
-               for key in ('device_path', 'serial', 'read_only')
-               if key in lun)
+               for key in ('device_path', 'serial', 'read_only', 'discard')
+               if lun.get(key) is not None)
 
 
 def cleanup(record):

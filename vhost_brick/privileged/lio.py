@@ -293,9 +293,11 @@ def _read_lun(lun_dir, number):
                     'backstore': name,
                     'serial': _read_serial(storage_dir),
                     'read_only': bool(read_only and
-                                      int(read_only.group(1)))}
+                                      int(read_only.group(1))),
+                    'discard': _read(storage_dir + '/attrib/emulate_tpu')
+                    == '1'}
     return {'lun': number, 'device_path': '', 'backstore': '',
-            'serial': '', 'read_only': False}
+            'serial': '', 'read_only': False, 'discard': False}
 
 
 def _read_tpg(wwn, tag):
@@ -343,7 +345,8 @@ def _same_device(path_a, path_b):
         return path_a == path_b
 
 
-def existing(wwn, device_path, nexus=None, serial=None, read_only=False):
+def existing(wwn, device_path, nexus=None, serial=None, read_only=False,
+             discard=None):
     """The endpoint wwn if a create of these arguments made it, else None.
 
     A create that is retried finds its endpoint; one that asks for
@@ -361,9 +364,11 @@ def existing(wwn, device_path, nexus=None, serial=None, read_only=False):
             ', '.join(lun['device_path'] for lun in described['luns']) or
             'no device', device_path))
     elif luns[0]['read_only'] != read_only or \
-            serial not in (None, luns[0]['serial']):
-        differences.append('its LUN has serial %s%s' % (
-            luns[0]['serial'], ', read-only' if luns[0]['read_only'] else ''))
+            serial not in (None, luns[0]['serial']) or \
+            discard not in (None, luns[0]['discard']):
+        differences.append('its LUN has serial %s%s%s' % (
+            luns[0]['serial'], ', read-only' if luns[0]['read_only'] else '',
+            ', discard' if luns[0]['discard'] else ', no discard'))
     if nexus is not None and described['nexus'] != nexus:
         differences.append('its nexus is %s, not %s'
                            % (described['nexus'], nexus))
@@ -457,8 +462,8 @@ def _write(path, value):
         os.close(fd)
 
 
-def _create_backstore(name, device, serial, read_only):
-    """Create and enable our block backstore on an admitted device.
+def _create_backstore(name, device, serial, read_only, discard):
+    """Create, enable and tune our block backstore on an admitted device.
 
     Written to configfs directly: rtslib-fb (2.2.4) makes the HBA
     directory of every storage object it creates and fails when that
@@ -466,7 +471,9 @@ def _create_backstore(name, device, serial, read_only):
     kernel opens the device by the name in ``control``, so it gets the
     resolved node that was checked, and what it opened is verified.
 
-    :returns: the backstore's configfs path
+    :param discard: see :func:`_tune`
+    :returns: the backstore's configfs path, and whether the guest gets
+              discard
     """
     path = _backstore_path(name)
     with contextlib.suppress(FileExistsError):
@@ -481,12 +488,47 @@ def _create_backstore(name, device, serial, read_only):
         _write(os.path.join(path, 'udev_path'), device.path)
         _write(os.path.join(path, 'enable'), '1')
         _check_served(path, device, read_only)
+        discard = _tune(path, device, discard)
         # Before any LUN links it: the kernel refuses a new serial then.
         _write(os.path.join(path, 'wwn', 'vpd_unit_serial'), serial)
     except BaseException:
         _remove_backstore(path)
         raise
-    return path
+    return path, discard
+
+
+def _tune(path, device, discard):
+    """Give the guest the device's discard, and only FUA it can trust.
+
+    Runs after ``enable``, when iblock has read the device's limits, and
+    before a LUN links the backstore. On Linux 6.1, writing 1 to
+    ``emulate_tpu``, ``emulate_tpws`` or ``unmap_zeroes_data`` before
+    ``enable`` dereferences a NULL pointer in the kernel (fixed in 6.12
+    by "scsi: target: Fix unmap setup during configuration").
+    ``unmap_zeroes_data`` stays 0: nothing tells whether the device
+    zeroes what it discards, and dm-thin does not below its chunk size.
+
+    :param discard: None gives the guest discard exactly when the device
+                    has it, True requires it, False hides it
+    :returns: whether the guest gets discard
+    :raises: DiscardNotSupported if discard is True and the device has
+             none
+    """
+    attrib = os.path.join(path, 'attrib')
+    # iblock copies the device's discard limits at enable; none, none.
+    supported = _read(os.path.join(attrib, 'max_unmap_block_desc_count')) \
+        not in ('', '0')
+    if discard and not supported:
+        raise exception.DiscardNotSupported(
+            device=device.path, reason='its queue reports no discard')
+    if discard is None:
+        discard = supported
+    if discard:
+        _write(os.path.join(attrib, 'emulate_tpu'), '1')
+    if devices.acknowledges_fua_from_cache(device.rdev):
+        # The guest then flushes instead, and iblock honours flushes.
+        _write(os.path.join(attrib, 'emulate_fua_write'), '0')
+    return discard
 
 
 def _check_served(path, device, read_only):
@@ -542,7 +584,7 @@ def _delete_leftover_backstore(wwn):
         _remove_backstore(path)
 
 
-def _build(device, wwn, nexus, serial, read_only):
+def _build(device, wwn, nexus, serial, read_only, discard):
     """Create backstore, target, TPG, nexus and LUN; undo all on failure.
 
     All in configfs directly. rtslib-fb would give the TPG a random
@@ -561,7 +603,8 @@ def _build(device, wwn, nexus, serial, read_only):
 
     try:
         name = backstore_name(wwn)
-        backstore = _create_backstore(name, device, serial, read_only)
+        backstore, discard = _create_backstore(name, device, serial,
+                                               read_only, discard)
         undo.append(functools.partial(_remove_backstore, backstore))
         make(_target_dir(wwn))
         tpg_dir = '%s/tpgt_%d' % (_target_dir(wwn), TPGT)
@@ -580,15 +623,16 @@ def _build(device, wwn, nexus, serial, read_only):
     return {'wwn': wwn, 'tpgt': TPGT, 'nexus': nexus,
             'luns': [{'lun': LUN, 'device_path': device.path,
                       'backstore': name, 'serial': serial,
-                      'read_only': read_only}]}
+                      'read_only': read_only, 'discard': discard}]}
 
 
-def create(device, wwn, nexus, serial, read_only=False):
+def create(device, wwn, nexus, serial, read_only=False, discard=None):
     """Create endpoint wwn exporting an admitted device.
 
     :param device: a :class:`devices.Device` from :func:`devices.admit`
     :param nexus: the nexus WWN, or None to generate one
     :param serial: the LUN's unit serial
+    :param discard: see :func:`_tune`
     :raises: EndpointExists if wwn exists (see :func:`existing` for
              retries), DeviceInUse if another LIO object uses the device
     """
@@ -606,7 +650,8 @@ def create(device, wwn, nexus, serial, read_only=False):
         _delete_leftover_backstore(wwn)
         _ensure_vhost_fabric()
         return _build(device, wwn, nexus, serial,
-                      validation.validate_read_only(read_only))
+                      validation.validate_read_only(read_only),
+                      validation.validate_discard(discard))
 
 
 def _check_wwn_supported(rtslib, wwn):

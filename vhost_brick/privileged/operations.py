@@ -131,11 +131,12 @@ def _record(config):
     return state.EndpointRecord(config.state_path)
 
 
-def create(device_path, wwn=None, nexus=None, serial=None, read_only=False):
+def create(device_path, wwn=None, nexus=None, serial=None, read_only=False,
+           discard=None):
     with _locked() as config:
         return host.create(_record(config), config.allowed_devices,
                            device_path, wwn=wwn, nexus=nexus, serial=serial,
-                           read_only=read_only)
+                           read_only=read_only, discard=discard)
 
 
 def create_many(specs):

@@ -40,9 +40,10 @@ DEFAULT_STATE_PATH = '/var/lib/vhost-brick'
 DIR_NAME = 'endpoints'
 SUFFIX = '.json'
 TEMP_PREFIX = '.tmp-'
-# 3 added each LUN's serial, read_only and identity; 2 is still read.
-FORMAT_VERSION = 3
-_READABLE_VERSIONS = (2, FORMAT_VERSION)
+# 3 added each LUN's serial, read_only and identity; 4 its discard
+# policy. 2 and 3 are still read.
+FORMAT_VERSION = 4
+_READABLE_VERSIONS = (2, 3, FORMAT_VERSION)
 
 CREATING = 'creating'
 PRESENT = 'present'

@@ -109,6 +109,14 @@ def configfs_snapshot():
     return snapshot
 
 
+def queue_limit(device_path, name):
+    """A number of the block device's queue in sysfs, e.g. discard_max_bytes.
+    """
+    with open('/sys/class/block/%s/queue/%s'
+              % (os.path.basename(os.path.realpath(device_path)), name)) as f:
+        return int(f.read())
+
+
 class LoopDevice(fixtures.Fixture):
     """A loop device on a sparse file, optionally starting with data."""
 

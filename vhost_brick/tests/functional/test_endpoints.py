@@ -44,7 +44,9 @@ class CreateTestCase(base.FunctionalTestCase):
         self.assertRegex(ep.luns[0].serial, r'^[0-9a-f-]{36}$')
         self.assertEqual((endpoint.VhostLun(
             lun=0, device_path=disk, backstore=lio.backstore_name(ep.wwn),
-            serial=ep.luns[0].serial, read_only=False),), ep.luns)
+            serial=ep.luns[0].serial, read_only=False,
+            discard=base.queue_limit(disk, 'discard_max_bytes') > 0),),
+            ep.luns)
 
     def test_configfs_holds_exactly_what_create_reported(self):
         disk = self.make_disk()

@@ -26,8 +26,10 @@ the TPG has no LUN, deleting a held TPG removes its LUNs and then fails
 with EBUSY, a linked storage object cannot be removed, and rtslib-fb
 creates every storage object in a new HBA directory of its own. A
 storage object's ``info`` and ``wwn/vpd_unit_serial`` read as the kernel
-renders them (:func:`shown`). ``STATE.fail_on[step]`` makes one step
-raise, to test rollback.
+renders them (:func:`shown`). Its ``attrib`` holds what iblock sets at
+``enable`` (the discard limit, from ``STATE.no_discard``), and
+:func:`check_write` refuses attribute writes as the kernel does.
+``STATE.fail_on[step]`` makes one step raise, to test rollback.
 """
 
 import errno
@@ -41,7 +43,7 @@ _real_mkdir = os.mkdir
 _real_rmdir = os.rmdir
 _real_symlink = os.symlink
 # Directories configfs makes along with their parent, and removes with it.
-DEFAULT_GROUPS = ('wwn', 'lun')
+DEFAULT_GROUPS = ('wwn', 'lun', 'attrib')
 _FABRIC_DIR = re.compile(r'^(?!core$)[^/]+$')
 _TARGET_DIR = re.compile(r'^(?!core/)[^/]+/[^/]+$')
 _STORAGE_DIR = re.compile(r'^core/(iblock|fileio)_(\d+)/[^/]+$')
@@ -62,6 +64,8 @@ class _State:
     def __init__(self, root):
         self.root = root
         self.held = set()
+        # Devices whose queue reports no discard.
+        self.no_discard = set()
         self.fail_on = {}
         self.roots = 0
         self._serial = itertools.count(1)
@@ -151,9 +155,48 @@ def mkdir(path, mode=0o777, **kwargs):
             _write(os.path.join(path, attr), '')
         _real_mkdir(os.path.join(path, 'wwn'))
         _write(os.path.join(path, 'wwn', 'vpd_unit_serial'), '')
+        _real_mkdir(os.path.join(path, 'attrib'))
+        for attr, default in ATTRIBUTES.items():
+            _write(os.path.join(path, 'attrib', attr), default)
     elif _TPG_DIR.match(rel):
         _write(os.path.join(path, 'nexus'), '')
         _real_mkdir(os.path.join(path, 'lun'))
+
+
+# A backstore's attributes that vhost_brick reads or writes, as made.
+ATTRIBUTES = {'emulate_tpu': '0', 'emulate_fua_write': '1',
+              'max_unmap_block_desc_count': '0'}
+
+
+def _storage_device(directory):
+    """The device a storage object was told to open."""
+    options = dict(option.split('=', 1) for option in
+                   _read(os.path.join(directory, 'control')).split(',')
+                   if '=' in option)
+    return options, options.get('udev_path') or _read(
+        os.path.join(directory, 'udev_path'))
+
+
+def _enabled(directory):
+    return _read(os.path.join(directory, 'enable')) == '1'
+
+
+def check_write(path):
+    """Refuse an attribute write as the kernel would, or let it through.
+
+    ``emulate_tpu`` = 1 needs the discard limits iblock reads at enable:
+    before it, Linux 6.1 dereferences NULL (here: AssertionError, a bug
+    of the caller); on a device without discard it is ENOSYS.
+    """
+    rel = STATE.relative(path) or ''
+    if not rel.endswith('/attrib/emulate_tpu'):
+        return
+    storage = os.path.dirname(os.path.dirname(path))
+    if not _enabled(storage):
+        raise AssertionError('emulate_tpu written before enable: a NULL '
+                             'dereference in Linux 6.1')
+    if _storage_device(storage)[1] in STATE.no_discard:
+        raise OSError(errno.ENOSYS, 'Function not implemented')
 
 
 def shown(path, rdev_of):
@@ -170,14 +213,15 @@ def shown(path, rdev_of):
     name, directory = os.path.basename(path), os.path.dirname(path)
     if name == 'vpd_unit_serial':
         text = 'T10 VPD Unit Serial Number: %s\n' % _read(path)
+    elif name == 'max_unmap_block_desc_count' and _STORAGE_DIR.match(
+            STATE.relative(os.path.dirname(directory)) or ''):
+        storage = os.path.dirname(directory)
+        has_discard = _storage_device(storage)[1] not in STATE.no_discard
+        text = '%d\n' % (_enabled(storage) and has_discard)
     elif name == 'info' and _STORAGE_DIR.match(
             STATE.relative(directory) or ''):
-        options = dict(option.split('=', 1) for option in
-                       _read(os.path.join(directory, 'control')).split(',')
-                       if '=' in option)
-        device = options.get('udev_path') or _read(
-            os.path.join(directory, 'udev_path'))
-        enabled = _read(os.path.join(directory, 'enable')) == '1'
+        options, device = _storage_device(directory)
+        enabled = _enabled(directory)
         rdev = enabled and rdev_of(device) or 0
         text = ('Status: ACTIVATED  Max Queue Depth: 0  iBlock device: x  '
                 'UDEV PATH: %s  readonly: %s\n        Major: %d Minor: %d  '

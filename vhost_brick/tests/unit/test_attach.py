@@ -27,7 +27,7 @@ ENDPOINT = endpoint.VhostEndpoint(
     wwn=WWN, tpgt=1, nexus='naa.5001405000000002',
     luns=[endpoint.VhostLun(0, '/dev/disk/by-id/x',
                             'vhost-brick-5001405000000001', 'serial-1',
-                            False)])
+                            False, True)])
 
 DOMAIN = """<domain type='kvm'>
   <name>vhost-brick-test</name>

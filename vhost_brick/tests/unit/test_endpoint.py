@@ -22,7 +22,8 @@ def make_endpoint():
         wwn='naa.5001405000000001', tpgt=1, nexus='naa.5001405000000002',
         luns=[endpoint.VhostLun(lun=0, device_path='/dev/disk/by-id/x',
                                 backstore='vhost-brick-5001405000000001',
-                                serial='volume-1', read_only=True)])
+                                serial='volume-1', read_only=True,
+                                discard=True)])
 
 
 class EndpointTestCase(base.TestCase):
@@ -43,7 +44,8 @@ class EndpointTestCase(base.TestCase):
              'nexus': 'naa.5001405000000002',
              'luns': [{'lun': 0, 'device_path': '/dev/disk/by-id/x',
                        'backstore': 'vhost-brick-5001405000000001',
-                       'serial': 'volume-1', 'read_only': True}]},
+                       'serial': 'volume-1', 'read_only': True,
+                       'discard': True}]},
             json.loads(json.dumps(make_endpoint().to_dict())))
 
     def test_from_dict_round_trips(self):

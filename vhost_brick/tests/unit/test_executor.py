@@ -31,7 +31,8 @@ ROOT_HELPER = 'sudo vhost-brick-rootwrap /etc/vhost-brick/rootwrap.conf'
 ENDPOINT = {'wwn': WWN, 'tpgt': 1, 'nexus': NEXUS,
             'luns': [{'lun': 0, 'device_path': DEVICE,
                       'backstore': 'vhost-brick-5001405000000001',
-                      'serial': 'volume-1', 'read_only': False}]}
+                      'serial': 'volume-1', 'read_only': False,
+                      'discard': True}]}
 
 
 class FakeExecute:
@@ -115,6 +116,25 @@ class ExecutorTestCase(base.TestCase):
                                       nexus=NEXUS.upper())
         self.assertEqual(('--wwn=' + WWN, '--nexus=' + NEXUS),
                          self.execute.commands[0][3:])
+
+    def test_create_passes_discard_as_the_helpers_flag(self):
+        self.execute.reply(json.dumps(ENDPOINT))
+        self.executor.create_endpoint(DEVICE, discard=True)
+        self.assertEqual(('vhost-brick-helper', 'create',
+                          '--device=' + DEVICE, '--discard'),
+                         self.execute.commands[0])
+
+    def test_create_passes_no_discard_as_the_flags_negation(self):
+        self.execute.reply(json.dumps(ENDPOINT))
+        self.executor.create_endpoint(DEVICE, discard=False)
+        self.assertEqual(('vhost-brick-helper', 'create',
+                          '--device=' + DEVICE, '--no-discard'),
+                         self.execute.commands[0])
+
+    def test_create_refuses_a_discard_that_is_not_a_bool(self):
+        self.assertRaises(exception.Invalid, self.executor.create_endpoint,
+                          DEVICE, discard='yes')
+        self.assertEqual([], self.execute.calls)
 
     def test_create_validates_the_device(self):
         self.validate_device.side_effect = exception.InvalidDevice(
@@ -262,7 +282,7 @@ class ExecutorTestCase(base.TestCase):
         self.assertEqual(('vhost-brick-helper', 'create-many'), cmd)
         self.assertEqual([{'device_path': DEVICE, 'wwn': WWN,
                            'nexus': None, 'serial': None,
-                           'read_only': False}],
+                           'read_only': False, 'discard': None}],
                          json.loads(kwargs.pop('process_input')))
         self.assertEqual({'run_as_root': True, 'root_helper': ROOT_HELPER},
                          kwargs)

@@ -89,7 +89,8 @@ class CallTestCase(PrivsepTestCase):
             ep = self.executor.create_endpoint(DEVICE, wwn=WWN.upper())
         self.assertEqual(WWN, ep.wwn)
         self.operations.create.assert_called_once_with(
-            DEVICE, wwn=WWN, nexus=None, serial=None, read_only=False)
+            DEVICE, wwn=WWN, nexus=None, serial=None, read_only=False,
+            discard=None)
 
     def test_batches_pass_their_list(self):
         self.operations.delete_many.return_value = {

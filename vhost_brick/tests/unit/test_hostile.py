@@ -191,7 +191,7 @@ class HostileHelperTestCase(base.TestCase):
         create.mock.assert_called_once_with(
             create.mock.call_args.args[0], create.mock.call_args.args[1],
             '--wwn=naa.5001405000000001', wwn=None, nexus=None, serial=None,
-            read_only=False)
+            read_only=False, discard=None)
 
 
 class HostileEntrypointTestCase(base.TestCase):

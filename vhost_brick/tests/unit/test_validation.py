@@ -188,15 +188,15 @@ class BatchTestCase(base.TestCase):
     def test_specs_are_completed_and_wwns_canonical(self):
         self.assertEqual(
             [{'device_path': '/dev/a', 'wwn': None, 'nexus': None,
-              'serial': None, 'read_only': False},
+              'serial': None, 'read_only': False, 'discard': None},
              {'device_path': '/dev/b', 'wwn': 'naa.5001405abcdef012',
               'nexus': 'naa.5001405abcdef013', 'serial': 'volume-2',
-              'read_only': True}],
+              'read_only': True, 'discard': False}],
             validation.validate_endpoint_specs(iter([
                 {'device_path': '/dev/a'},
                 {'device_path': '/dev/b', 'wwn': 'NAA.5001405ABCDEF012',
                  'nexus': 'naa.5001405abcdef013', 'serial': 'volume-2',
-                 'read_only': True}])))
+                 'read_only': True, 'discard': False}])))
 
     def test_every_device_is_validated(self):
         self.validate_device.side_effect = exception.InvalidDevice(

@@ -103,7 +103,8 @@ class VhostLVMVolumeDriverTestCase(base.TestCase):
         self.vhost = mock.Mock()
         self.vhost.get_endpoint.return_value = endpoint.VhostEndpoint(
             WWN, 1, 'naa.5001405000000002',
-            [endpoint.VhostLun(0, PATH, 'vhost-brick-x', VOLUME_ID, False)])
+            [endpoint.VhostLun(0, PATH, 'vhost-brick-x', VOLUME_ID, False,
+                               True)])
         with mock.patch.object(executor.VhostExecutor, 'for_service',
                                return_value=self.vhost) as for_service:
             self.driver = module.VhostLVMVolumeDriver(

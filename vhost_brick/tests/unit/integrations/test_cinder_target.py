@@ -38,10 +38,12 @@ def make_volume(volume_id=VOLUME_ID, **fields):
                       host='compute-1@lvm#lvm', size=1, **fields)
 
 
-def make_endpoint(serial=VOLUME_ID, read_only=False, device=PATH):
+def make_endpoint(serial=VOLUME_ID, read_only=False, device=PATH,
+                  discard=True):
     return endpoint.VhostEndpoint(
         WWN, 1, 'naa.5001405000000002',
-        [endpoint.VhostLun(0, device, 'vhost-brick-x', serial, read_only)])
+        [endpoint.VhostLun(0, device, 'vhost-brick-x', serial, read_only,
+                           discard)])
 
 
 class VhostTargetTestCase(base.TestCase):

@@ -36,7 +36,7 @@ def make_endpoint(wwn=WWN, serial=VOLUME_ID, device=DEVICE, read_only=False):
     return endpoint.VhostEndpoint(
         wwn, 1, 'naa.5001405000000002',
         [endpoint.VhostLun(0, device, 'vhost-brick-' + wwn[4:], serial,
-                           read_only)])
+                           read_only, True)])
 
 
 class VhostConnectorTestCase(base.TestCase):

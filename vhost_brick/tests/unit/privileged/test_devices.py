@@ -249,6 +249,35 @@ class IdentityTestCase(base.TestCase):
         self.assertIsNone(devices.identity(-1, SDB))
 
 
+class FuaTestCase(base.TestCase):
+    """Which devices would acknowledge a FUA write from a volatile cache."""
+
+    def setUp(self):
+        super().setUp()
+        self.host = self.useFixture(FakeHost())
+
+    def queue(self, rdev, write_cache, fua):
+        queue = os.path.join(self.host.dirs[rdev], 'queue')
+        self.host.write(os.path.join(queue, 'write_cache'), write_cache + '\n')
+        self.host.write(os.path.join(queue, 'fua'), fua + '\n')
+
+    def test_a_write_back_cache_without_fua_would(self):
+        self.queue(LOOP0, 'write back', '0')
+        self.assertTrue(devices.acknowledges_fua_from_cache(LOOP0))
+
+    def test_a_write_back_cache_with_native_fua_would_not(self):
+        self.queue(SDB, 'write back', '1')
+        self.assertFalse(devices.acknowledges_fua_from_cache(SDB))
+
+    def test_a_write_through_device_would_not(self):
+        self.queue(SDB, 'write through', '0')
+        self.assertFalse(devices.acknowledges_fua_from_cache(SDB))
+
+    def test_a_partition_is_judged_by_its_disks_queue(self):
+        self.queue(SDB, 'write back', '0')
+        self.assertTrue(devices.acknowledges_fua_from_cache(SDB1))
+
+
 class AdmitTestCase(base.TestCase):
     """admit's path rules, before any device is opened."""
 

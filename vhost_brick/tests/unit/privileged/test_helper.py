@@ -83,7 +83,7 @@ class HelperTestCase(base.TestCase):
                                             '--wwn=' + WWN))
         self.host.create.assert_called_once_with(
             mock.ANY, rootconf.DEFAULT_ALLOWED_DEVICES, '/dev/loop0',
-            wwn=WWN, nexus=None, serial=None, read_only=False)
+            wwn=WWN, nexus=None, serial=None, read_only=False, discard=None)
         self.assertEqual(ENDPOINT, json.loads(self.stdout.getvalue()))
 
     def test_create_passes_serial_and_read_only(self):
@@ -94,6 +94,14 @@ class HelperTestCase(base.TestCase):
         self.assertEqual({'serial': 'volume-1', 'read_only': True},
                          {key: self.host.create.call_args.kwargs[key]
                           for key in ('serial', 'read_only')})
+
+    def test_create_passes_discard_and_its_negation(self):
+        self.host.create.return_value = ENDPOINT
+        for option, discard in (('--discard', True), ('--no-discard', False)):
+            self.assertEqual(0, self.run_helper(
+                'create', '--device=/dev/loop0', option))
+            self.assertIs(discard,
+                          self.host.create.call_args.kwargs['discard'])
 
     def test_allowed_devices_come_from_the_root_owned_config(self):
         with open(rootconf.CONFIG_FILE, 'a') as conf:

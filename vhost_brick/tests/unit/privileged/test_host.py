@@ -76,7 +76,9 @@ class CreateDeleteTestCase(HostTestCase):
         self.identities[DEVICE] = 'wwid naa.600140512345678'
         endpoint = host.create(self.record, ALLOWED, DEVICE, wwn=WWN,
                                nexus=NEXUS, serial='volume-1')
-        lun = dict(endpoint['luns'][0], identity='wwid naa.600140512345678')
+        # The discard policy is recorded, not what the device gave.
+        lun = dict(endpoint['luns'][0], identity='wwid naa.600140512345678',
+                   discard=None)
         self.assertEqual(dict(endpoint, status='present', luns=[lun]),
                          self.record.load()[WWN])
         self.assertEqual('volume-1', lun['serial'])
@@ -155,7 +157,7 @@ class CrashTestCase(HostTestCase):
         """lio's build of endpoint WWN, in a fabric already made."""
         lio._ensure_vhost_fabric()
         self.assertRaises(SystemExit, lio._build, self.device(DEVICE), WWN,
-                          NEXUS, 's', False)
+                          NEXUS, 's', False, None)
 
     def test_intent_is_recorded_before_lio_is_touched(self):
         seen = []
@@ -245,6 +247,33 @@ class RestoreTestCase(HostTestCase):
         self.assertEqual(created, lio.show(WWN))
         self.assertEqual('volume-1', created['luns'][0]['serial'])
         self.assertTrue(created['luns'][0]['read_only'])
+
+    def test_restore_reapplies_the_recorded_discard_policy(self):
+        created = host.create(self.record, ALLOWED, DEVICE, wwn=WWN,
+                              discard=False)
+        self.reboot()
+        report = host.restore(self.record, ALLOWED)
+        self.assertEqual([created], report['restored'])
+        self.assertFalse(lio.show(WWN)['luns'][0]['discard'])
+
+    def test_restore_of_an_entry_before_discard_mirrors_the_device(self):
+        host.create(self.record, ALLOWED, DEVICE, wwn=WWN)
+        entry = self.record.get(WWN)
+        del entry['luns'][0]['discard']
+        self.record.set(WWN, state.PRESENT, nexus=entry['nexus'],
+                        tpgt=entry['tpgt'], luns=entry['luns'])
+        self.reboot()
+        [restored] = host.restore(self.record, ALLOWED)['restored']
+        self.assertTrue(restored['luns'][0]['discard'])
+        self.assertIsNone(self.record.get(WWN)['luns'][0]['discard'])
+
+    def test_a_restore_where_discard_is_gone_reports_it_typed(self):
+        host.create(self.record, ALLOWED, DEVICE, wwn=WWN, discard=True)
+        self.reboot()
+        fake_rtslib.STATE.no_discard.add(DEVICE)
+        [failure] = host.restore(self.record, ALLOWED)['failed']
+        self.assertEqual('DiscardNotSupported', failure['error']['error'])
+        self.assertEqual([], fake_rtslib.snapshot()['storage'])
 
     def test_restore_skips_present_endpoints(self):
         created = host.create(self.record, ALLOWED, DEVICE, wwn=WWN)
@@ -338,7 +367,8 @@ class BatchTestCase(HostTestCase):
         report = host.create_many(self.record, ALLOWED, self.specs())
         [failure] = report['failed']
         self.assertEqual({'device_path': DEVICE, 'wwn': WWN, 'nexus': None,
-                          'serial': None, 'read_only': False},
+                          'serial': None, 'read_only': False,
+                          'discard': None},
                          failure['item'])
         self.assertEqual('BackendError', failure['error']['error'])
         self.assertEqual([self.OTHER_WWN],

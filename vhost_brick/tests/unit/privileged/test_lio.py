@@ -68,6 +68,8 @@ class LioTestCase(base.TestCase):
         def fake_open(path, flags, *args, **kwargs):
             if path.endswith('/nexus') and flags & os.O_WRONLY:
                 fake_rtslib.STATE.maybe_fail('nexus')
+            if flags & os.O_WRONLY:
+                fake_rtslib.check_write(path)
             if path in RDEV:
                 if flags & os.O_EXCL and path in self.busy:
                     raise OSError(errno.EBUSY, 'Device or resource busy')
@@ -83,6 +85,9 @@ class LioTestCase(base.TestCase):
         self.useFixture(fixtures.MockPatch('os.stat', side_effect=fake_stat))
         self.useFixture(fixtures.MockPatchObject(
             lio.validation, '_sectors', return_value=2048))
+        self.fua_from_cache = self.useFixture(fixtures.MockPatchObject(
+            lio.devices, 'acknowledges_fua_from_cache',
+            return_value=False)).mock
         self.useFixture(fixtures.MockPatch('os.open', side_effect=fake_open))
         self.useFixture(fixtures.MockPatchObject(
             lio, '_same_device',
@@ -115,13 +120,13 @@ class LioTestCase(base.TestCase):
             'vhost_brick.privileged.vhostdev.Claimer', FakeClaimer))
 
     def create(self, device_path, wwn=None, nexus=None, serial='serial-1',
-               read_only=False):
+               read_only=False, discard=None):
         """lio.create of a device admitted as it is; a fresh WWN if none.
 
         The fakes have no sysfs for devices.admit to read.
         """
         return lio.create(self.device(device_path), wwn or lio.unused_wwn(),
-                          nexus, serial, read_only)
+                          nexus, serial, read_only, discard)
 
     def device(self, device_path):
         return devices.Device(device_path, device_path, RDEV[device_path],
@@ -165,7 +170,8 @@ class CreateTestCase(LioTestCase):
             {'wwn': WWN, 'tpgt': 1, 'nexus': NEXUS,
              'luns': [{'lun': 0, 'device_path': DEVICE,
                        'backstore': 'vhost-brick-5001405000000001',
-                       'serial': 'serial-1', 'read_only': False}]},
+                       'serial': 'serial-1', 'read_only': False,
+                       'discard': True}]},
             result)
 
     def test_the_kernel_is_given_the_checked_node_and_readers_the_path(self):
@@ -294,7 +300,8 @@ class CreateTestCase(LioTestCase):
 
     def test_orphan_backstore_of_same_wwn_is_replaced(self):
         lio._create_backstore('vhost-brick-5001405000000001',
-                              self.device(OTHER_DEVICE), 'serial-0', False)
+                              self.device(OTHER_DEVICE), 'serial-0', False,
+                              None)
         self.create(DEVICE, wwn=WWN)
         self.assertEqual(
             [('block', 'vhost-brick-5001405000000001', DEVICE)],
@@ -311,6 +318,81 @@ class CreateTestCase(LioTestCase):
             self.assertRaises(error, lio.create, *args)
         self.assertEqual({'storage': [], 'targets': []},
                          fake_rtslib.snapshot())
+
+
+class GuestAttributesTestCase(LioTestCase):
+    """What the guest is told of discard and FUA, from the device."""
+
+    def attribute(self, name, wwn=WWN):
+        path = os.path.join(self.hba, lio.backstore_name(wwn), 'attrib', name)
+        with open(path) as attribute:
+            return attribute.read()
+
+    def test_a_device_with_discard_gives_the_guest_discard(self):
+        result = self.create(DEVICE, wwn=WWN)
+        self.assertEqual('1', self.attribute('emulate_tpu'))
+        self.assertTrue(result['luns'][0]['discard'])
+
+    def test_a_device_without_discard_gives_the_guest_none(self):
+        fake_rtslib.STATE.no_discard.add(DEVICE)
+        result = self.create(DEVICE, wwn=WWN)
+        self.assertEqual('0', self.attribute('emulate_tpu'))
+        self.assertFalse(result['luns'][0]['discard'])
+
+    def test_discard_false_hides_the_devices_discard(self):
+        result = self.create(DEVICE, wwn=WWN, discard=False)
+        self.assertEqual('0', self.attribute('emulate_tpu'))
+        self.assertFalse(result['luns'][0]['discard'])
+
+    def test_discard_true_on_a_device_without_is_refused_leaving_nothing(self):
+        fake_rtslib.STATE.no_discard.add(DEVICE)
+        before = fake_rtslib.snapshot()
+        err = self.assertRaises(exception.DiscardNotSupported, self.create,
+                                DEVICE, wwn=WWN, discard=True)
+        self.assertEqual(DEVICE, err.kwargs['device'])
+        self.assertEqual(before, fake_rtslib.snapshot())
+        self.assertFalse(os.path.exists(self.hba))
+
+    def test_discard_is_set_after_enable_and_before_the_lun_links(self):
+        steps = []
+        real_write, real_symlink = lio._write, os.symlink
+
+        def write(path, value):
+            steps.append(os.path.basename(path))
+            return real_write(path, value)
+
+        def symlink(source, link):
+            steps.append('lun link')
+            return real_symlink(source, link)
+        with mock.patch.object(lio, '_write', side_effect=write), \
+                mock.patch('os.symlink', side_effect=symlink):
+            self.create(DEVICE, wwn=WWN)
+        self.assertLess(steps.index('enable'), steps.index('emulate_tpu'))
+        self.assertLess(steps.index('emulate_tpu'), steps.index('lun link'))
+
+    def test_fua_is_not_offered_when_the_cache_would_acknowledge_it(self):
+        self.fua_from_cache.return_value = True
+        self.create(DEVICE, wwn=WWN)
+        self.fua_from_cache.assert_called_once_with(RDEV[DEVICE])
+        self.assertEqual('0', self.attribute('emulate_fua_write'))
+
+    def test_fua_stays_the_kernels_when_the_device_honours_it(self):
+        self.create(DEVICE, wwn=WWN)
+        self.assertEqual('1', self.attribute('emulate_fua_write'))
+
+    def test_show_reports_the_discard_the_guest_has(self):
+        self.create(DEVICE, wwn=WWN, discard=False)
+        self.assertFalse(lio.show(WWN)['luns'][0]['discard'])
+
+    def test_a_retry_asking_other_discard_is_refused(self):
+        self.create(DEVICE, wwn=WWN)
+        self.assertRaises(exception.EndpointExists, lio.existing, WWN,
+                          DEVICE, discard=False)
+
+    def test_a_retry_leaving_discard_to_the_device_finds_the_endpoint(self):
+        created = self.create(DEVICE, wwn=WWN, discard=False)
+        self.assertEqual(created, lio.existing(WWN, DEVICE,
+                                               serial='serial-1'))
 
 
 class ExistingTestCase(LioTestCase):
@@ -369,7 +451,7 @@ class DeleteTestCase(LioTestCase):
 
     def test_delete_unknown_wwn_removes_our_orphan_backstore(self):
         lio._create_backstore('vhost-brick-5001405000000001',
-                              self.device(DEVICE), 'serial-0', False)
+                              self.device(DEVICE), 'serial-0', False, None)
         self.assertFalse(lio.delete(WWN))
         self.assertEqual([], fake_rtslib.snapshot()['storage'])
 
@@ -560,7 +642,8 @@ class ReadTestCase(LioTestCase):
             self.create(DEVICE, wwn=WWN)
         fake_rtslib.STATE.targets[('vhost', WWN)].tpgs[0].luns[0].break_link()
         self.assertEqual([{'lun': 0, 'device_path': '', 'backstore': '',
-                           'serial': '', 'read_only': False}],
+                           'serial': '', 'read_only': False,
+                           'discard': False}],
                          lio.show(WWN)['luns'])
 
     def test_show_unknown_raises_not_found(self):
@@ -662,7 +745,8 @@ class BackstoreLayoutTestCase(LioTestCase):
     def test_orphan_backstores_include_the_old_layout(self):
         fake_rtslib.BlockStorageObject(lio.backstore_name(WWN), dev=DEVICE)
         lio._create_backstore(lio.backstore_name(NEXUS),
-                              self.device(OTHER_DEVICE), 'serial-0', False)
+                              self.device(OTHER_DEVICE), 'serial-0', False,
+                              None)
         self.assertEqual(sorted([lio.backstore_name(WWN),
                                  lio.backstore_name(NEXUS)]),
                          lio.orphan_backstores())

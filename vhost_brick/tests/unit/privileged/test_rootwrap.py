@@ -95,6 +95,12 @@ class RootwrapTestCase(base.TestCase):
                      test_executor.ENDPOINT),
                     (lambda: ex.create_endpoint(device, wwn=WWN, nexus=WWN),
                      test_executor.ENDPOINT),
+                    (lambda: ex.create_endpoint(
+                        device, wwn=WWN, nexus=WWN, serial='volume-1',
+                        read_only=True, discard=True),
+                     test_executor.ENDPOINT),
+                    (lambda: ex.create_endpoint(device, discard=False),
+                     test_executor.ENDPOINT),
                     (lambda: ex.delete_endpoint(WWN), {'deleted': True}),
                     (lambda: ex.get_endpoint(WWN), test_executor.ENDPOINT),
                     (ex.list_endpoints, []),
@@ -112,7 +118,7 @@ class RootwrapTestCase(base.TestCase):
 
     def test_the_filters_allow_every_command_the_executor_runs(self):
         commands = self.executor_commands()
-        self.assertEqual(12, len(commands))
+        self.assertEqual(14, len(commands))
         for command in commands:
             self.assertTrue(self.allowed(command), command)
 
