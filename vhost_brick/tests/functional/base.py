@@ -110,8 +110,7 @@ def configfs_snapshot():
 
 
 def queue_limit(device_path, name):
-    """A number of the block device's queue in sysfs, e.g. discard_max_bytes.
-    """
+    """A number in the device's sysfs queue, e.g. discard_max_bytes."""
     with open('/sys/class/block/%s/queue/%s'
               % (os.path.basename(os.path.realpath(device_path)), name)) as f:
         return int(f.read())
