@@ -55,7 +55,8 @@ def connection_info(endpoint, lun=None):
     """os-brick/Cinder style connection_info for an endpoint.
 
     ``data`` carries what a consumer needs to attach it (``wwpn``,
-    ``tpgt``, ``lun``) and to find its backing device again.
+    ``tpgt``, ``lun``) and to find its backing device again, and
+    ``discard``: whether the guest may discard, as Cinder reports it.
 
     :param lun: the LUN this volume is; defaults to the endpoint's first
     """
@@ -69,7 +70,8 @@ def connection_info(endpoint, lun=None):
             'data': {'wwpn': _wwpn(endpoint), 'tpgt': endpoint.tpgt,
                      'lun': chosen.lun, 'nexus': endpoint.nexus,
                      'device_path': chosen.device_path,
-                     'backstore': chosen.backstore}}
+                     'backstore': chosen.backstore,
+                     'discard': chosen.discard}}
 
 
 def qemu_device_args(endpoint, device_id=None, bus=None, addr=None,

@@ -22,6 +22,9 @@ from vhost_brick.privileged import state
 
 
 GROUP = 'vhost_brick'
+#: Where Cinder's oslo-config-generator shows options every backend may
+#: set in its own section.
+CINDER_BACKEND_GROUP = 'backend_defaults'
 PRIVSEP = 'privsep'
 HELPER = 'helper'
 
@@ -81,13 +84,27 @@ _opts = [
 
 cfg.CONF.register_opts(_opts, group=GROUP)
 
+#: Options of a Cinder backend that exports through the vhost target,
+#: set in the backend's section of cinder.conf.
+cinder_backend_opts = [
+    cfg.BoolOpt('vhost_discard',
+                default=True,
+                help='Give guests discard (UNMAP) on volumes whose device '
+                     'has it, so that their fstrim frees space in a thin '
+                     'pool; False hides it from every guest of the '
+                     'backend. The connection info reports what each '
+                     'volume was given.'),
+]
+
 
 def list_opts():
     """oslo.config.opts entry point for sample config generation.
 
-    :returns: a list of (group_name, opts) tuples: vhost_brick's own and
-              oslo.privsep's for vhost_brick's privsep context
+    :returns: a list of (group_name, opts) tuples: vhost_brick's own,
+              oslo.privsep's for vhost_brick's privsep context and those
+              of a Cinder backend using the vhost target
     """
     from oslo_privsep import priv_context  # only the generator needs it
     return [(GROUP, copy.deepcopy(_opts)),
-            (privileged.CFG_SECTION, copy.deepcopy(priv_context.OPTS))]
+            (privileged.CFG_SECTION, copy.deepcopy(priv_context.OPTS)),
+            (CINDER_BACKEND_GROUP, copy.deepcopy(cinder_backend_opts))]

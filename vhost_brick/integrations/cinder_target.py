@@ -31,6 +31,7 @@ from vhost_brick import attach
 from vhost_brick import exception
 from vhost_brick import executor
 from vhost_brick.integrations import volume as volume_export
+from vhost_brick import opts
 
 
 LOG = logging.getLogger(__name__)
@@ -54,7 +55,9 @@ class VhostTarget:
     One endpoint per volume, named by :func:`volume_export.volume_wwn`,
     with the volume id as the LUN's unit serial.
 
-    :param configuration: the backend's configuration, as Cinder passes
+    :param configuration: the backend's configuration, as Cinder passes;
+                          its ``vhost_discard`` (see :mod:`vhost_brick.opts`)
+                          False hides discard from the guests
     :param root_helper: by default Cinder's own, ``sudo cinder-rootwrap
                         <rootwrap_config>``; it starts vhost_brick's
                         privsep daemon (its filter must be in Cinder's
@@ -74,6 +77,12 @@ class VhostTarget:
 
     def __init__(self, *args, **kwargs):
         self.configuration = kwargs.get('configuration')
+        discard = True
+        if self.configuration is not None:
+            self.configuration.append_config_values(opts.cinder_backend_opts)
+            discard = self.configuration.safe_get('vhost_discard')
+        # None: discard exactly where the volume's device has it.
+        self._discard = None if discard else False
         self.db = kwargs.get('db')
         self._root_helper = kwargs.get('root_helper') or (
             'sudo cinder-rootwrap %s' % _cinder_option(
@@ -95,7 +104,8 @@ class VhostTarget:
 
     def _export(self, volume, volume_path):
         return volume_export.export(self.vhost, volume_path, volume.id,
-                                    read_only=self._read_only(volume))
+                                    read_only=self._read_only(volume),
+                                    discard=self._discard)
 
     def create_export(self, context, volume, volume_path):
         """Export the volume; Cinder stores ``location`` (the WWN)."""

@@ -113,8 +113,11 @@ class VhostConnector(initiator_connector.InitiatorConnector):
 
         The endpoint is named by ``vhost_wwn`` if the properties pin one,
         else after ``volume_id``, which is also the LUN's unit serial;
-        ``access_mode: ro`` exports it read-only. Connecting a volume
-        again returns the endpoint it has.
+        ``access_mode: ro`` exports it read-only; ``discard: False``
+        (Cinder's word that the volume must not be discarded) hides
+        discard from the guest, which otherwise gets it exactly when the
+        device has it. Connecting a volume again returns the endpoint it
+        has.
 
         :returns: the inner connector's device info, plus ``vhost``
                   (the endpoint as a dict) and ``vhost_connection_info``
@@ -128,7 +131,9 @@ class VhostConnector(initiator_connector.InitiatorConnector):
             exported = volume_export.export(
                 self.vhost, device_info['path'],
                 connection_properties.get('volume_id'), wwn=wwn,
-                read_only=connection_properties.get('access_mode') == 'ro')
+                read_only=connection_properties.get('access_mode') == 'ro',
+                discard=False if connection_properties.get('discard') is
+                False else None)
         except Exception:
             LOG.exception('Cannot export %s over vhost; detaching it again',
                           device_info.get('path'))

@@ -47,7 +47,8 @@ def volume_wwn(volume_id):
     return validation.GENERATED_WWN_PREFIX + digest[:9]
 
 
-def export(vhost, device_path, volume_id=None, wwn=None, read_only=False):
+def export(vhost, device_path, volume_id=None, wwn=None, read_only=False,
+           discard=None):
     """Export a volume's block device; return its endpoint.
 
     The volume id, if known, is the LUN's unit serial; else the serial is
@@ -56,10 +57,13 @@ def export(vhost, device_path, volume_id=None, wwn=None, read_only=False):
     Retry-safe: the endpoint this volume already has is returned. An
     endpoint of this WWN that exports the same device with the same
     access but no serial of this volume (made before serials were set)
-    is kept as it is, with a warning, rather than refused.
+    or another discard (made before the backend changed its policy) is
+    kept as it is, with a warning, rather than refused: a guest may be
+    using it.
 
     :param vhost: a :class:`~vhost_brick.VhostExecutor`
     :param wwn: the endpoint's WWN; by default :func:`volume_wwn`
+    :param discard: see :meth:`~vhost_brick.VhostExecutor.create_endpoint`
     :raises: Invalid (neither volume_id nor wwn), what
              :meth:`~vhost_brick.VhostExecutor.create_endpoint` raises;
              EndpointExists when the WWN serves anything else
@@ -68,7 +72,7 @@ def export(vhost, device_path, volume_id=None, wwn=None, read_only=False):
     serial = None if volume_id is None else str(volume_id)
     try:
         return vhost.create_endpoint(device_path, wwn=wwn, serial=serial,
-                                     read_only=read_only)
+                                     read_only=read_only, discard=discard)
     except exception.EndpointExists:
         current = vhost.get_endpoint(wwn)
         lun = current.luns[0] if current.luns else None
@@ -77,6 +81,8 @@ def export(vhost, device_path, volume_id=None, wwn=None, read_only=False):
                 os.path.normpath(device_path):
             raise
         LOG.warning('vhost endpoint %(wwn)s of volume %(volume)s has unit '
-                    'serial %(serial)s, not the volume id; kept as it is',
-                    {'wwn': wwn, 'volume': volume_id, 'serial': lun.serial})
+                    'serial %(serial)s and discard %(discard)s, not what '
+                    'was asked; kept as it is',
+                    {'wwn': wwn, 'volume': volume_id, 'serial': lun.serial,
+                     'discard': lun.discard})
         return current

@@ -46,7 +46,8 @@ class ConnectionInfoTestCase(base.TestCase):
              'data': {'wwpn': WWN, 'tpgt': 1, 'lun': 0,
                       'nexus': 'naa.5001405000000002',
                       'device_path': '/dev/disk/by-id/x',
-                      'backstore': 'vhost-brick-5001405000000001'}},
+                      'backstore': 'vhost-brick-5001405000000001',
+                      'discard': True}},
             attach.connection_info(ENDPOINT))
 
     def test_unknown_lun_is_refused(self):

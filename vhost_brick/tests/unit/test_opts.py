@@ -23,7 +23,7 @@ from vhost_brick.tests import base
 class OptsTestCase(base.TestCase):
 
     def test_list_opts_lists_the_vhost_brick_group(self):
-        (group, options), _privsep = opts.list_opts()
+        (group, options), _privsep, _cinder = opts.list_opts()
         self.assertEqual('vhost_brick', group)
         self.assertEqual({'privileged_mode', 'helper_command', 'lock_path',
                           'state_path', 'allowed_devices', 'lock_timeout'},
@@ -42,14 +42,19 @@ class OptsTestCase(base.TestCase):
                          cfg.CONF.vhost_brick.lock_timeout)
 
     def test_list_opts_lists_the_privsep_context_group(self):
-        _own, (group, options) = opts.list_opts()
+        _own, (group, options), _cinder = opts.list_opts()
         self.assertEqual('privsep_vhost_brick', group)
         self.assertIn('capabilities', {opt.name for opt in options})
         self.assertIn('helper_command', {opt.name for opt in options})
 
     def test_list_opts_returns_copies(self):
-        [(_group, options), _privsep] = opts.list_opts()
+        [(_group, options), _privsep, _cinder] = opts.list_opts()
         self.assertIsNot(opts._opts[0], options[0])
+
+    def test_list_opts_lists_the_cinder_backend_options(self):
+        _own, _privsep, (group, options) = opts.list_opts()
+        self.assertEqual('backend_defaults', group)
+        self.assertEqual({'vhost_discard'}, {opt.name for opt in options})
 
     def test_defaults(self):
         self.assertEqual('privsep', cfg.CONF.vhost_brick.privileged_mode)

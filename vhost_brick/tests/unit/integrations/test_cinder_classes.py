@@ -137,7 +137,8 @@ class VhostLVMVolumeDriverTestCase(base.TestCase):
         self.driver.vg.activate_lv.assert_called_once_with(self.volume.name)
         self.vhost.create_endpoint.assert_called_once_with(
             '/dev/cinder-volumes/' + self.volume.name, wwn=WWN,
-            serial=VOLUME_ID, read_only=False)
+            serial=VOLUME_ID, read_only=False,
+            discard=None)
 
     def test_initialize_connection(self):
         info = self.driver.initialize_connection(self.volume, CONNECTOR)

@@ -26,6 +26,21 @@ PATH = '/dev/cinder-volumes/volume-' + VOLUME_ID
 CONNECTOR = {'host': 'compute-1', 'vhost_scsi': True}
 
 
+class FakeConfiguration:
+    """What the target uses of a Cinder backend's Configuration."""
+
+    def __init__(self, **values):
+        self.values = values
+        self.appended = []
+
+    def append_config_values(self, options):
+        self.appended.extend(options)
+
+    def safe_get(self, name):
+        defaults = {option.name: option.default for option in self.appended}
+        return self.values.get(name, defaults.get(name))
+
+
 class FakeVolume(dict):
     """What the target reads of a Cinder Volume: attributes and get()."""
 
@@ -52,7 +67,7 @@ class VhostTargetTestCase(base.TestCase):
         super().setUp()
         self.vhost = mock.Mock()
         self.target = cinder_target.VhostTarget(
-            configuration=mock.sentinel.conf, root_helper='sudo',
+            configuration=FakeConfiguration(), root_helper='sudo',
             host='compute-1', vhost_executor=self.vhost)
         self.volume = make_volume()
         self.ep = make_endpoint()
@@ -66,18 +81,41 @@ class VhostTargetTestCase(base.TestCase):
     def test_create_export_names_the_endpoint_and_serial_by_volume_id(self):
         self.target.create_export(None, self.volume, PATH)
         self.vhost.create_endpoint.assert_called_once_with(
-            PATH, wwn=WWN, serial=VOLUME_ID, read_only=False)
+            PATH, wwn=WWN, serial=VOLUME_ID, read_only=False,
+            discard=None)
 
     def test_create_export_of_a_read_only_volume_is_read_only(self):
         volume = make_volume(admin_metadata={'readonly': 'True'})
         self.target.create_export(None, volume, PATH)
         self.vhost.create_endpoint.assert_called_once_with(
-            PATH, wwn=WWN, serial=VOLUME_ID, read_only=True)
+            PATH, wwn=WWN, serial=VOLUME_ID, read_only=True,
+            discard=None)
+
+    def test_create_export_gives_discard_as_the_device_has_it(self):
+        self.target.create_export(None, self.volume, PATH)
+        self.assertIsNone(
+            self.vhost.create_endpoint.call_args.kwargs['discard'])
+
+    def test_a_backend_without_discard_hides_it_from_guests(self):
+        target = cinder_target.VhostTarget(
+            configuration=FakeConfiguration(vhost_discard=False),
+            host='compute-1', vhost_executor=self.vhost)
+        target.create_export(None, self.volume, PATH)
+        self.assertIs(False,
+                      self.vhost.create_endpoint.call_args.kwargs['discard'])
+
+    def test_initialize_connection_reports_the_discard_exported(self):
+        for discard in (True, False):
+            self.vhost.get_endpoint.return_value = make_endpoint(
+                discard=discard)
+            info = self.target.initialize_connection(self.volume, CONNECTOR)
+            self.assertIs(discard, info['data']['discard'])
 
     def test_ensure_export_recreates_the_same_endpoint(self):
         self.target.ensure_export(None, self.volume, PATH)
         self.vhost.create_endpoint.assert_called_once_with(
-            PATH, wwn=WWN, serial=VOLUME_ID, read_only=False)
+            PATH, wwn=WWN, serial=VOLUME_ID, read_only=False,
+            discard=None)
 
     def test_ensure_export_keeps_an_endpoint_made_before_serials(self):
         self.vhost.create_endpoint.side_effect = exception.EndpointExists(
@@ -111,7 +149,8 @@ class VhostTargetTestCase(base.TestCase):
             {'driver_volume_type': 'vhost',
              'data': {'wwpn': WWN, 'tpgt': 1, 'lun': 0,
                       'nexus': self.ep.nexus, 'device_path': PATH,
-                      'backstore': 'vhost-brick-x', 'volume_id': VOLUME_ID}},
+                      'backstore': 'vhost-brick-x', 'discard': True,
+                      'volume_id': VOLUME_ID}},
             info)
         self.vhost.get_endpoint.assert_called_once_with(WWN)
 
@@ -147,24 +186,24 @@ class ConstructionTestCase(base.TestCase):
     """What a target built the way Cinder builds it gets."""
 
     def test_default_root_helper_is_cinders(self):
-        target = cinder_target.VhostTarget(configuration=mock.sentinel.conf)
+        target = cinder_target.VhostTarget(configuration=FakeConfiguration())
         self.assertEqual('sudo cinder-rootwrap /etc/cinder/rootwrap.conf',
                          target.vhost._root_helper)
 
     def test_a_cinder_user_starts_the_daemon_through_cinder_rootwrap(self):
-        target = cinder_target.VhostTarget(configuration=mock.sentinel.conf)
+        target = cinder_target.VhostTarget(configuration=FakeConfiguration())
         with mock.patch('os.geteuid', return_value=1000):
             self.assertEqual(
                 ['sudo', 'cinder-rootwrap', '/etc/cinder/rootwrap.conf'],
                 target.vhost._daemon_prefix())
 
     def test_cinder_as_root_starts_the_daemon_without_cinder_rootwrap(self):
-        target = cinder_target.VhostTarget(configuration=mock.sentinel.conf)
+        target = cinder_target.VhostTarget(configuration=FakeConfiguration())
         with mock.patch('os.geteuid', return_value=0):
             self.assertEqual([], target.vhost._daemon_prefix())
 
     def test_cinders_executor_is_not_used_in_privsep_mode(self):
-        target = cinder_target.VhostTarget(configuration=mock.sentinel.conf,
+        target = cinder_target.VhostTarget(configuration=FakeConfiguration(),
                                            executor=mock.Mock())
         self.assertIsInstance(target.vhost, executor.VhostExecutor)
         self.assertFalse(target.vhost._explicit_execute)
@@ -172,7 +211,7 @@ class ConstructionTestCase(base.TestCase):
     def test_cinders_executor_is_used_in_helper_mode(self):
         self.conf.config(privileged_mode='helper', group='vhost_brick')
         execute = mock.Mock()
-        target = cinder_target.VhostTarget(configuration=mock.sentinel.conf,
+        target = cinder_target.VhostTarget(configuration=FakeConfiguration(),
                                            executor=execute,
                                            root_helper='sudo x')
         self.assertIs(execute, target.vhost._execute)

@@ -59,9 +59,11 @@ class VhostConnectorTestCase(base.TestCase):
         info = self.connector.connect_volume(PROPS)
         self.inner.connect_volume.assert_called_once_with(PROPS)
         self.vhost.create_endpoint.assert_called_once_with(
-            DEVICE, wwn=WWN, serial=VOLUME_ID, read_only=False)
+            DEVICE, wwn=WWN, serial=VOLUME_ID, read_only=False,
+            discard=None)
         data = {'wwpn': WWN, 'tpgt': 1, 'lun': 0, 'nexus': self.ep.nexus,
-                'device_path': DEVICE, 'backstore': self.ep.luns[0].backstore}
+                'device_path': DEVICE, 'backstore': self.ep.luns[0].backstore,
+                'discard': True}
         self.assertEqual({'type': 'local', 'path': DEVICE,
                           'vhost': self.ep.to_dict(),
                           'vhost_connection_info': {
@@ -71,19 +73,27 @@ class VhostConnectorTestCase(base.TestCase):
     def test_connect_names_the_endpoint_after_the_volume_id(self):
         self.connector.connect_volume(PROPS)
         self.connector.connect_volume(dict(PROPS))
-        once = mock.call(DEVICE, wwn=WWN, serial=VOLUME_ID, read_only=False)
+        once = mock.call(DEVICE, wwn=WWN, serial=VOLUME_ID, read_only=False,
+                         discard=None)
         self.assertEqual([once, once],
                          self.vhost.create_endpoint.call_args_list)
+
+    def test_connect_hides_discard_cinder_says_the_volume_lacks(self):
+        self.connector.connect_volume(dict(PROPS, discard=False))
+        self.assertIs(False,
+                      self.vhost.create_endpoint.call_args.kwargs['discard'])
 
     def test_connect_passes_a_pinned_wwn(self):
         self.connector.connect_volume(dict(PROPS, vhost_wwn=PINNED_WWN))
         self.vhost.create_endpoint.assert_called_once_with(
-            DEVICE, wwn=PINNED_WWN, serial=VOLUME_ID, read_only=False)
+            DEVICE, wwn=PINNED_WWN, serial=VOLUME_ID, read_only=False,
+            discard=None)
 
     def test_connect_read_only_access_mode_exports_read_only(self):
         self.connector.connect_volume(dict(PROPS, access_mode='ro'))
         self.vhost.create_endpoint.assert_called_once_with(
-            DEVICE, wwn=WWN, serial=VOLUME_ID, read_only=True)
+            DEVICE, wwn=WWN, serial=VOLUME_ID, read_only=True,
+            discard=None)
 
     def test_connect_without_volume_id_or_wwn_attaches_nothing(self):
         self.assertRaises(exception.Invalid, self.connector.connect_volume,

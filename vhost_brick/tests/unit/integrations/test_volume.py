@@ -52,7 +52,8 @@ class ExportTestCase(base.TestCase):
     def test_without_volume_id_the_serial_is_generated(self):
         volume.export(self.vhost, DEVICE, wwn='naa.5001405000000001')
         self.vhost.create_endpoint.assert_called_once_with(
-            DEVICE, wwn='naa.5001405000000001', serial=None, read_only=False)
+            DEVICE, wwn='naa.5001405000000001', serial=None, read_only=False,
+            discard=None)
 
     def test_an_endpoint_without_luns_is_refused(self):
         self.vhost.create_endpoint.side_effect = exception.EndpointExists(
