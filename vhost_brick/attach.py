@@ -26,6 +26,12 @@ from vhost_brick import validation
 
 
 DRIVER_VOLUME_TYPE = 'vhost'
+#: How many I/O queues the running kernel's vhost_scsi gives a device.
+MAX_IO_VQS = '/sys/module/vhost_scsi/parameters/max_io_vqs'
+# vhost_scsi's default for max_io_vqs, and the most it accepts
+# (VHOST_SCSI_MAX_IO_VQS), in Linux 6.1 and 6.12 alike.
+_DEFAULT_IO_VQS = 128
+_MOST_IO_VQS = 1024
 LIBVIRT_MODELS = ('virtio', 'virtio-transitional', 'virtio-non-transitional')
 _QEMU_ID_RE = re.compile(r'[A-Za-z][A-Za-z0-9._-]{0,127}\Z')
 _PCI_ADDR_RE = re.compile(r'(0x)?[0-9a-fA-F]{1,2}(\.[0-7])?\Z')
@@ -49,6 +55,22 @@ def _invalid(reason):
 
 def _wwpn(endpoint):
     return validation.validate_wwn(endpoint.wwn)
+
+
+def max_io_queues():
+    """The I/O queues this host's vhost_scsi gives a vhost-scsi device.
+
+    ``vhost_scsi.max_io_vqs``, which the kernel clamps to 1..1024; its
+    default (128) while the module is not loaded. QEMU gives a device as
+    many queues as the guest has vCPUs, and one with more queues than
+    this fails to start its vhost device.
+    """
+    try:
+        with open(MAX_IO_VQS) as parameter:
+            configured = int(parameter.read())
+    except (OSError, ValueError):
+        return _DEFAULT_IO_VQS
+    return min(max(configured, 1), _MOST_IO_VQS)
 
 
 def connection_info(endpoint, lun=None):
@@ -75,7 +97,7 @@ def connection_info(endpoint, lun=None):
 
 
 def qemu_device_args(endpoint, device_id=None, bus=None, addr=None,
-                     migratable=None, **properties):
+                     migratable=None, vcpus=None, **properties):
     """QEMU command-line arguments attaching the endpoint.
 
     :param device_id: QEMU ``id=`` of the device
@@ -84,12 +106,21 @@ def qemu_device_args(endpoint, device_id=None, bus=None, addr=None,
     :param migratable: set QEMU's ``migratable`` (True lifts the
                        migration blocker; the destination must have the
                        same endpoint)
-    :param properties: ``num_queues``, ``virtqueue_size``, ``boot_tpgt``,
-                       ``max_sectors``, ``cmd_per_lun``
+    :param vcpus: the guest's vCPU count; without ``num_queues`` the
+                  device gets one queue per vCPU, at most
+                  :func:`max_io_queues`
+    :param properties: ``num_queues`` (at most :func:`max_io_queues`),
+                       ``virtqueue_size``, ``boot_tpgt``, ``max_sectors``,
+                       ``cmd_per_lun``
     :returns: ``['-device', 'vhost-scsi-pci,wwpn=...']``
     :raises: :class:`~vhost_brick.exception.Invalid`
     """
     options = ['vhost-scsi-pci', 'wwpn=' + _wwpn(endpoint)]
+    if vcpus is not None:
+        if type(vcpus) is not int or vcpus < 1:
+            raise _invalid('vcpus must be a positive integer, not %r'
+                           % (vcpus,))
+        properties.setdefault('num_queues', min(vcpus, max_io_queues()))
     for name, value in sorted(properties.items()):
         if name not in _QEMU_INT_PROPERTIES:
             raise _invalid('unknown vhost-scsi-pci property %r' % name)
@@ -97,6 +128,10 @@ def qemu_device_args(endpoint, device_id=None, bus=None, addr=None,
         if type(value) is not int or not check(value):
             raise _invalid('%s must be %s, not %r' % (name, expected, value))
         options.append('%s=%d' % (name, value))
+    if properties.get('num_queues', 0) > max_io_queues():
+        raise _invalid('num_queues %d is more than the %d I/O queues this '
+                       "host's vhost_scsi gives a device (its max_io_vqs)"
+                       % (properties['num_queues'], max_io_queues()))
     if migratable is not None:
         if not isinstance(migratable, bool):
             raise _invalid('migratable must be a bool')

@@ -10,6 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
+import os
 import shutil
 import subprocess
 import xml.etree.ElementTree as ElementTree
@@ -89,6 +90,54 @@ class QemuArgsTestCase(base.TestCase):
     def test_endpoint_wwn_is_validated(self):
         bad = endpoint.VhostEndpoint('naa.5001405000000001,id=x', 1, '', ())
         self.assertRaises(exception.InvalidWWN, attach.qemu_device_args, bad)
+
+
+class QueuesTestCase(base.TestCase):
+    """num_queues within what the kernel's vhost_scsi gives a device."""
+
+    def setUp(self):
+        super().setUp()
+        self.parameter = os.path.join(
+            self.useFixture(fixtures.TempDir()).path, 'max_io_vqs')
+        self.useFixture(fixtures.MonkeyPatch(
+            'vhost_brick.attach.MAX_IO_VQS', self.parameter))
+
+    def max_io_vqs(self, value):
+        with open(self.parameter, 'w') as parameter:
+            parameter.write('%s\n' % value)
+
+    def test_a_queue_per_vcpu(self):
+        self.max_io_vqs(128)
+        self.assertEqual(['-device', 'vhost-scsi-pci,wwpn=%s,num_queues=4'
+                          % WWN], attach.qemu_device_args(ENDPOINT, vcpus=4))
+
+    def test_more_vcpus_than_the_kernel_gives_queues_are_capped(self):
+        self.max_io_vqs(128)
+        self.assertIn('num_queues=128', attach.qemu_device_args(
+            ENDPOINT, vcpus=240)[1])
+
+    def test_the_kernels_default_while_vhost_scsi_is_not_loaded(self):
+        self.assertEqual(128, attach.max_io_queues())
+
+    def test_the_kernel_clamps_max_io_vqs(self):
+        for configured, effective in ((0, 1), (2000, 1024), (16, 16)):
+            self.max_io_vqs(configured)
+            self.assertEqual(effective, attach.max_io_queues())
+
+    def test_a_given_num_queues_wins_over_vcpus(self):
+        self.max_io_vqs(128)
+        self.assertIn('num_queues=2', attach.qemu_device_args(
+            ENDPOINT, vcpus=8, num_queues=2)[1])
+
+    def test_more_queues_than_the_kernel_gives_are_refused(self):
+        self.max_io_vqs(16)
+        self.assertRaises(exception.Invalid, attach.qemu_device_args,
+                          ENDPOINT, num_queues=17)
+
+    def test_bad_vcpus_are_refused(self):
+        for vcpus in (0, -1, '4', 2.0, True):
+            self.assertRaises(exception.Invalid, attach.qemu_device_args,
+                              ENDPOINT, vcpus=vcpus)
 
 
 class LibvirtXmlTestCase(base.TestCase):
