@@ -236,6 +236,28 @@ class VhostExecutor(Executor):
         return [endpoint.VhostEndpoint.from_dict(data)
                 for data in self._privileged('list')]
 
+    def get_endpoint_stats(self, wwn):
+        """LIO's counters of each LUN of an endpoint, for monitoring.
+
+        Per LUN: ``commands`` received, ``read_mbytes`` and
+        ``write_mbytes`` moved through the endpoint (whole MiB, as the
+        kernel counts them), and the backing device's ``resets``,
+        ``aborts_complete`` and ``aborts_no_task`` (task management the
+        guest asked for). Counters start at zero when the endpoint is
+        made, e.g. at a restore after a reboot; libvirt has no block
+        statistics for a vhost hostdev.
+
+        :returns: ``{"wwn": wwn, "luns": [{"lun": 0, "commands": ...}]}``
+        :raises: InvalidWWN, EndpointNotFound, KernelSupportMissing,
+                 HelperFailed
+        """
+        wwn = validation.validate_wwn(wwn)
+        return self._privileged('stats', wwn=wwn)
+
+    def list_endpoint_stats(self):
+        """:meth:`get_endpoint_stats` of every vhost endpoint, in one call."""
+        return self._privileged('list-stats')
+
     def restore(self):
         """Recreate the endpoints vhost_brick recorded, e.g. after a boot.
 

@@ -71,6 +71,10 @@ def _show(args):
     return operations.show(args.wwn)
 
 
+def _stats(args):
+    return operations.stats(args.wwn)
+
+
 def _create_many(args):
     return operations.create_many(_read_batch())
 
@@ -101,7 +105,8 @@ def build_parser():
 
     for name, func, text in (
             ('delete', _delete, 'delete an endpoint (no-op if unknown)'),
-            ('show', _show, 'describe one endpoint')):
+            ('show', _show, 'describe one endpoint'),
+            ('stats', _stats, "LIO's counters of an endpoint's LUNs")):
         sub = commands.add_parser(name, help=text)
         sub.add_argument('--wwn', required=True, help='target WWN')
         sub.set_defaults(func=func)
@@ -118,6 +123,8 @@ def build_parser():
     for name, operation, text in (
             ('list', operations.list_endpoints,
              'describe every vhost endpoint'),
+            ('list-stats', operations.list_stats,
+             "LIO's counters of every vhost endpoint's LUNs"),
             ('restore', operations.restore,
              'recreate recorded endpoints missing from LIO, e.g. at boot'),
             ('cleanup', operations.cleanup,

@@ -282,22 +282,17 @@ def _read_lun(lun_dir, number):
     read there, by an absolute path. A LUN without its link (an
     interrupted create) exports nothing: its device and backstore are ''.
     """
-    for entry in os.scandir(lun_dir):
-        if entry.is_symlink():
-            hba, name = os.readlink(entry.path).rsplit('/', 2)[-2:]
-            storage_dir = '%s/%s/%s' % (CORE, hba, name)
-            read_only = _INFO_READ_ONLY.search(
-                _read(storage_dir + '/info'))
-            return {'lun': number,
-                    'device_path': _read(storage_dir + '/udev_path'),
-                    'backstore': name,
-                    'serial': _read_serial(storage_dir),
-                    'read_only': bool(read_only and
-                                      int(read_only.group(1))),
-                    'discard': _read(storage_dir + '/attrib/emulate_tpu')
-                    == '1'}
-    return {'lun': number, 'device_path': '', 'backstore': '',
-            'serial': '', 'read_only': False, 'discard': False}
+    storage_dir = _linked_storage(lun_dir)
+    if storage_dir is None:
+        return {'lun': number, 'device_path': '', 'backstore': '',
+                'serial': '', 'read_only': False, 'discard': False}
+    read_only = _INFO_READ_ONLY.search(_read(storage_dir + '/info'))
+    return {'lun': number,
+            'device_path': _read(storage_dir + '/udev_path'),
+            'backstore': os.path.basename(storage_dir),
+            'serial': _read_serial(storage_dir),
+            'read_only': bool(read_only and int(read_only.group(1))),
+            'discard': _read(storage_dir + '/attrib/emulate_tpu') == '1'}
 
 
 def _read_tpg(wwn, tag):
@@ -733,17 +728,90 @@ def show(wwn):
             raise exception.EndpointNotFound(wwn=wwn) from None
 
 
+# LIO's counters an operator graphs: per LUN (the endpoint's port) and
+# per backstore (the device), as our name and its file under statistics/.
+# The kernel counts data in whole MiB (bytes >> 20).
+_PORT_COUNTERS = (('commands', 'scsi_tgt_port/in_cmds'),
+                  ('read_mbytes', 'scsi_tgt_port/read_mbytes'),
+                  ('write_mbytes', 'scsi_tgt_port/write_mbytes'))
+_DEVICE_COUNTERS = (('resets', 'scsi_tgt_dev/resets'),
+                    ('aborts_complete', 'scsi_tgt_dev/aborts_complete'),
+                    ('aborts_no_task', 'scsi_tgt_dev/aborts_no_task'))
+
+
+def stats(wwn):
+    """LIO's counters of each LUN of endpoint wwn, as :func:`show` sees it.
+
+    :returns: ``{"wwn": wwn, "luns": [{"lun": N, "commands": ...}]}``
+    :raises: EndpointNotFound
+    """
+    wwn = validation.validate_wwn(wwn)
+    with _os_errors_translated():
+        try:
+            return _read_stats(wwn)
+        except FileNotFoundError:
+            raise exception.EndpointNotFound(wwn=wwn) from None
+
+
+def list_stats():
+    """:func:`stats` of every vhost endpoint on the host."""
+    with _os_errors_translated():
+        found = []
+        for wwn in _vhost_wwns():
+            with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                found.append(_read_stats(wwn))
+        return found
+
+
+def _read_stats(wwn):
+    """The counters of wwn's LUNs in its lowest-numbered TPG.
+
+    A LUN without its link (an interrupted create) counts nothing.
+
+    :raises: FileNotFoundError if there is no such target
+    """
+    tags = _numbered(_target_dir(wwn), 'tpgt_')
+    luns = []
+    if tags:
+        lun_root = '%s/tpgt_%d/lun' % (_target_dir(wwn), tags[0])
+        for number in _numbered(lun_root, 'lun_'):
+            lun_dir = '%s/lun_%d' % (lun_root, number)
+            storage_dir = _linked_storage(lun_dir)
+            if storage_dir is None:
+                continue
+            counters = {'lun': number}
+            for directory, names in ((lun_dir, _PORT_COUNTERS),
+                                     (storage_dir, _DEVICE_COUNTERS)):
+                for name, path in names:
+                    counters[name] = int(_read(
+                        '%s/statistics/%s' % (directory, path)))
+            luns.append(counters)
+    return {'wwn': wwn, 'luns': luns}
+
+
+def _linked_storage(lun_dir):
+    """The configfs path of the backstore lun_dir links, or None."""
+    for entry in os.scandir(lun_dir):
+        if entry.is_symlink():
+            hba, name = os.readlink(entry.path).rsplit('/', 2)[-2:]
+            return '%s/%s/%s' % (CORE, hba, name)
+    return None
+
+
+def _vhost_wwns():
+    """The WWNs of every vhost target on the host, sorted."""
+    try:
+        return sorted(entry.name for entry in os.scandir(VHOST_FABRIC)
+                      if entry.is_dir() and entry.name not in _FABRIC_GROUPS)
+    except FileNotFoundError:  # no vhost_scsi, or no LIO at all
+        return []
+
+
 def list_endpoints():
     """Return one dict per TPG of every vhost target on the host."""
     with _os_errors_translated():
-        try:
-            wwns = sorted(entry.name for entry in os.scandir(VHOST_FABRIC)
-                          if entry.is_dir() and
-                          entry.name not in _FABRIC_GROUPS)
-        except FileNotFoundError:  # no vhost_scsi, or no LIO at all
-            return []
         endpoints = []
-        for wwn in wwns:
+        for wwn in _vhost_wwns():
             with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
                 endpoints.extend(_read_target(wwn))
         return endpoints

@@ -165,6 +165,16 @@ def list_endpoints():
         return lio.list_endpoints()
 
 
+def stats(wwn):
+    with _locked(shared=True):
+        return lio.stats(wwn)
+
+
+def list_stats():
+    with _locked(shared=True):
+        return lio.list_stats()
+
+
 def restore():
     with _locked() as config:
         return host.restore(_record(config), config.allowed_devices)

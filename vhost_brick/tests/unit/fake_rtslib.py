@@ -43,7 +43,13 @@ _real_mkdir = os.mkdir
 _real_rmdir = os.rmdir
 _real_symlink = os.symlink
 # Directories configfs makes along with their parent, and removes with it.
-DEFAULT_GROUPS = ('wwn', 'lun', 'attrib')
+DEFAULT_GROUPS = ('wwn', 'lun', 'attrib', 'statistics', 'scsi_tgt_dev',
+                  'scsi_tgt_port')
+# The counters under statistics/ that vhost_brick reads, by directory.
+STORAGE_COUNTERS = ('scsi_tgt_dev/resets', 'scsi_tgt_dev/aborts_complete',
+                    'scsi_tgt_dev/aborts_no_task')
+LUN_COUNTERS = ('scsi_tgt_port/in_cmds', 'scsi_tgt_port/read_mbytes',
+                'scsi_tgt_port/write_mbytes')
 _FABRIC_DIR = re.compile(r'^(?!core$)[^/]+$')
 _TARGET_DIR = re.compile(r'^(?!core/)[^/]+/[^/]+$')
 _STORAGE_DIR = re.compile(r'^core/(iblock|fileio)_(\d+)/[^/]+$')
@@ -158,6 +164,9 @@ def mkdir(path, mode=0o777, **kwargs):
         _real_mkdir(os.path.join(path, 'attrib'))
         for attr, default in ATTRIBUTES.items():
             _write(os.path.join(path, 'attrib', attr), default)
+        _make_counters(path, STORAGE_COUNTERS)
+    elif _LUN_DIR.match(rel):
+        _make_counters(path, LUN_COUNTERS)
     elif _TPG_DIR.match(rel):
         _write(os.path.join(path, 'nexus'), '')
         _real_mkdir(os.path.join(path, 'lun'))
@@ -197,6 +206,13 @@ def check_write(path):
                              'dereference in Linux 6.1')
     if _storage_device(storage)[1] in STATE.no_discard:
         raise OSError(errno.ENOSYS, 'Function not implemented')
+
+
+def _make_counters(path, counters):
+    for counter in counters:
+        counter = os.path.join(path, 'statistics', counter)
+        os.makedirs(os.path.dirname(counter), exist_ok=True)
+        _write(counter, '0\n')
 
 
 def shown(path, rdev_of):

@@ -189,6 +189,24 @@ class ExecutorTestCase(base.TestCase):
         self.assertEqual([WWN, 'naa.5001405000000009'],
                          [ep.wwn for ep in result])
 
+    def test_get_endpoint_stats_runs_the_helpers_stats(self):
+        stats = {'wwn': WWN, 'luns': [{'lun': 0, 'commands': 3}]}
+        self.execute.reply(json.dumps(stats))
+        self.assertEqual(stats, self.executor.get_endpoint_stats(WWN))
+        self.assertEqual([('vhost-brick-helper', 'stats', '--wwn=' + WWN)],
+                         self.execute.commands)
+
+    def test_get_endpoint_stats_rejects_a_bad_wwn(self):
+        self.assertRaises(exception.InvalidWWN,
+                          self.executor.get_endpoint_stats, 'naa.1')
+        self.assertEqual([], self.execute.calls)
+
+    def test_list_endpoint_stats_runs_the_helpers_list_stats(self):
+        self.execute.reply('[]')
+        self.assertEqual([], self.executor.list_endpoint_stats())
+        self.assertEqual([('vhost-brick-helper', 'list-stats')],
+                         self.execute.commands)
+
     def test_delete_endpoint(self):
         self.execute.reply('{"deleted": true}')
         self.assertIsNone(self.executor.delete_endpoint(WWN))

@@ -107,14 +107,19 @@ class CallTestCase(PrivsepTestCase):
         self.operations.verify.return_value = {'vhost_scsi': True}
         self.operations.show.return_value = ENDPOINT
         self.operations.delete.return_value = {'deleted': True}
+        self.operations.stats.return_value = {'wwn': WWN, 'luns': []}
+        self.operations.list_stats.return_value = []
         self.executor.restore()
         self.executor.cleanup()
         self.executor.verify()
         self.executor.get_endpoint(WWN)
         self.executor.delete_endpoint(WWN)
-        for name in ('restore', 'cleanup', 'verify'):
+        self.executor.get_endpoint_stats(WWN)
+        self.executor.list_endpoint_stats()
+        for name in ('restore', 'cleanup', 'verify', 'list_stats'):
             getattr(self.operations, name).assert_called_once_with()
         self.operations.show.assert_called_once_with(WWN)
+        self.operations.stats.assert_called_once_with(WWN)
         self.operations.delete.assert_called_once_with(WWN)
 
     def test_answers_are_the_helpers_plain_data_not_msgpack_tuples(self):

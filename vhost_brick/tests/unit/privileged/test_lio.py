@@ -395,6 +395,56 @@ class GuestAttributesTestCase(LioTestCase):
                                                serial='serial-1'))
 
 
+class StatsTestCase(LioTestCase):
+    """LIO's counters of an endpoint's LUNs, as the kernel keeps them."""
+
+    def counter(self, directory, path, value):
+        with open(os.path.join(directory, 'statistics', path), 'w') as f:
+            f.write('%d\n' % value)
+
+    def lun_dir(self, wwn=WWN):
+        return os.path.join(self.root, 'vhost', wwn, 'tpgt_1', 'lun', 'lun_0')
+
+    def test_stats_reads_the_ports_and_the_devices_counters(self):
+        self.create(DEVICE, wwn=WWN)
+        for path, value in (('scsi_tgt_port/in_cmds', 120),
+                            ('scsi_tgt_port/read_mbytes', 3),
+                            ('scsi_tgt_port/write_mbytes', 5)):
+            self.counter(self.lun_dir(), path, value)
+        storage = os.path.join(self.hba, lio.backstore_name(WWN))
+        for path, value in (('scsi_tgt_dev/resets', 1),
+                            ('scsi_tgt_dev/aborts_complete', 2),
+                            ('scsi_tgt_dev/aborts_no_task', 4)):
+            self.counter(storage, path, value)
+        self.assertEqual(
+            {'wwn': WWN, 'luns': [{
+                'lun': 0, 'commands': 120, 'read_mbytes': 3,
+                'write_mbytes': 5, 'resets': 1, 'aborts_complete': 2,
+                'aborts_no_task': 4}]},
+            lio.stats(WWN))
+
+    def test_stats_of_an_unknown_endpoint_is_not_found(self):
+        self.assertRaises(exception.EndpointNotFound, lio.stats, WWN)
+
+    def test_stats_skips_a_lun_left_without_its_link(self):
+        self.create(DEVICE, wwn=WWN)
+        fake_rtslib.STATE.targets[('vhost', WWN)].tpgs[0].luns[0].break_link()
+        self.assertEqual({'wwn': WWN, 'luns': []}, lio.stats(WWN))
+
+    def test_list_stats_counts_every_vhost_endpoint_ours_or_not(self):
+        self.add_foreign_objects()
+        self.create(DEVICE, wwn=WWN)
+        self.assertEqual([WWN, 'naa.5001405bbbbbbbbb'],
+                         [found['wwn'] for found in lio.list_stats()])
+
+    def test_stats_change_nothing(self):
+        self.create(DEVICE, wwn=WWN)
+        before = fake_rtslib.snapshot()
+        lio.stats(WWN)
+        lio.list_stats()
+        self.assertEqual(before, fake_rtslib.snapshot())
+
+
 class ExistingTestCase(LioTestCase):
     """lio.existing: is a create a retry of the one that made wwn?"""
 

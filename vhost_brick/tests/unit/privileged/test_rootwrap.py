@@ -103,6 +103,9 @@ class RootwrapTestCase(base.TestCase):
                      test_executor.ENDPOINT),
                     (lambda: ex.delete_endpoint(WWN), {'deleted': True}),
                     (lambda: ex.get_endpoint(WWN), test_executor.ENDPOINT),
+                    (lambda: ex.get_endpoint_stats(WWN),
+                     {'wwn': WWN, 'luns': []}),
+                    (ex.list_endpoint_stats, []),
                     (ex.list_endpoints, []),
                     (ex.verify, {}),
                     (ex.cleanup, {'endpoints': [], 'backstores': []}),
@@ -118,7 +121,7 @@ class RootwrapTestCase(base.TestCase):
 
     def test_the_filters_allow_every_command_the_executor_runs(self):
         commands = self.executor_commands()
-        self.assertEqual(14, len(commands))
+        self.assertEqual(16, len(commands))
         for command in commands:
             self.assertTrue(self.allowed(command), command)
 
