@@ -158,4 +158,7 @@ class VhostTarget:
         return bool(a_host) and a_host == B.get('host')
 
     def extend_target(self, volume):
-        """LIO reads the new size of the block device by itself."""
+        """LIO reads the new size of the block device by itself.
+
+        The guest sees it after it rescans the disk; no event tells it.
+        """

@@ -189,10 +189,11 @@ class VhostConnector(initiator_connector.InitiatorConnector):
                                      ignore_errors=ignore_errors)
 
     def extend_volume(self, connection_properties):
-        """Extend with the inner connector; LIO sees the new size at once.
+        """Extend with the inner connector; return the new size in bytes.
 
-        The guest learns it on its next capacity read (rescan the disk in
-        the guest).
+        LIO sees the new size at once; the guest only after it rescans
+        the disk (``echo 1 > /sys/class/block/sdX/device/rescan``): no
+        event tells it.
         """
         return self.inner.extend_volume(connection_properties)
 
