@@ -181,7 +181,8 @@ class Raw:
                                      read(storage + '/udev_path'), name,
                                      read(storage + '/wwn/vpd_unit_serial'),
                                      'readonly: 1' in read(storage +
-                                                           '/info')))
+                                                           '/info'),
+                                     read(storage + '/attrib/emulate_tpu')))
             result.append((wwn, int(tpg[5:]),
                            read(os.path.join(target, tpg, 'nexus')),
                            sorted(luns)))
@@ -191,6 +192,25 @@ class Raw:
     def list():
         return [tpg for wwn in os.listdir(VHOST) if wwn.startswith('naa.')
                 for tpg in Raw.get(wwn)]
+
+    @staticmethod
+    def stats():
+        """The counters list_endpoint_stats() reports, of every LUN."""
+        counters = []
+        for lun in glob.glob(VHOST + '/naa.*/tpgt_1/lun/lun_*'):
+            for entry in os.scandir(lun):
+                if entry.is_symlink():
+                    storage = os.path.realpath(entry.path)
+                    counters.append(
+                        [int(read('%s/statistics/scsi_tgt_port/%s'
+                                  % (lun, name)))
+                         for name in ('in_cmds', 'read_mbytes',
+                                      'write_mbytes')] +
+                        [int(read('%s/statistics/scsi_tgt_dev/%s'
+                                  % (storage, name)))
+                         for name in ('resets', 'aborts_complete',
+                                      'aborts_no_task')])
+        return counters
 
 
 class Rtslib:
@@ -396,8 +416,11 @@ class Bench:
 
     def measure_lists(self, level):
         self.add(level, 'list', FLOOR, timed(self.raw.list))
+        self.add(level, 'stats', FLOOR, timed(self.raw.stats))
         for approach, api in self.executors.items():
             self.add(level, 'list', approach, timed(api.list_endpoints))
+            self.add(level, 'stats', approach,
+                     timed(api.list_endpoint_stats))
         self.add(level, 'list', RTSLIB, timed(Rtslib.list))
         if self.slow_allowed(level):
             self.add(level, 'list', TARGETCLI,
@@ -544,6 +567,10 @@ class Bench:
             ('privsep list vs raw walk, N=%d' % high, 1.3,
              (high, 'list', PRIVSEP_API, 'list'),
              (high, 'list', FLOOR, 'list')),
+            # What a poller of every endpoint's counters costs the host.
+            ('privsep list_endpoint_stats vs raw walk, N=%d' % high, 1.3,
+             (high, 'stats', PRIVSEP_API, 'stats'),
+             (high, 'stats', FLOOR, 'stats')),
             ('privsep daemon start vs import rtslib_fb', 2.0,
              DAEMON_START, RTSLIB_IMPORT),
             ('batch create per ep vs raw loop, N=%d' % high, 2.0,
