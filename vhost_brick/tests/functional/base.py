@@ -109,20 +109,33 @@ def configfs_snapshot():
     return snapshot
 
 
-def queue_limit(device_path, name):
-    """A number in the device's sysfs queue, e.g. discard_max_bytes."""
+def queue_attribute(device_path, name):
+    """An attribute of the device's sysfs queue, e.g. write_cache."""
     with open('/sys/class/block/%s/queue/%s'
               % (os.path.basename(os.path.realpath(device_path)), name)) as f:
-        return int(f.read())
+        return f.read().strip()
+
+
+def queue_limit(device_path, name):
+    """A number in the device's sysfs queue, e.g. discard_max_bytes."""
+    return int(queue_attribute(device_path, name))
+
+
+def backstore_attribute(backstore, name):
+    """An attribute of one of vhost_brick's backstores, from configfs."""
+    with open(os.path.join(lio.CORE, 'iblock_%d' % lio.HBA_INDEX, backstore,
+                           'attrib', name)) as attribute:
+        return attribute.read().strip()
 
 
 class LoopDevice(fixtures.Fixture):
     """A loop device on a sparse file, optionally starting with data."""
 
-    def __init__(self, size=16 << 20, data=b''):
+    def __init__(self, size=16 << 20, data=b'', sector_size=512):
         super().__init__()
         self.size = size
         self.data = data
+        self.sector_size = sector_size
 
     def _setUp(self):
         fd, self.backing_file = tempfile.mkstemp(prefix='vhost-brick-disk-')
@@ -130,8 +143,14 @@ class LoopDevice(fixtures.Fixture):
             backing.truncate(self.size)
             backing.write(self.data)
         self.addCleanup(os.unlink, self.backing_file)
-        self.path = run('losetup', '--find', '--show', self.backing_file)
+        self.path = run('losetup', '--find', '--show', '--sector-size',
+                        str(self.sector_size), self.backing_file)
         self.addCleanup(run, 'losetup', '--detach', self.path)
+
+    def resize(self, size):
+        """Grow the backing file and tell the loop device, as online."""
+        os.truncate(self.backing_file, size)
+        run('losetup', '--set-capacity', self.path)
 
 
 class RootConfig(fixtures.Fixture):

@@ -44,26 +44,42 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
 sys.path.insert(0, os.path.join(REPO, 'tools'))
 import vmrun  # noqa: E402  (tools/ is not a package)
 
-MODULES = ('virtio_pci', 'virtio_scsi', 'sd_mod')
+# ext4 and crc32c (which ext4 asks the crypto API for, not modules.dep)
+# for the filesystem tests.
+MODULES = ('virtio_pci', 'virtio_scsi', 'sd_mod', 'ext4', 'crc32c_generic')
 # PID 1 of the nested guest. Unknown name=value kernel parameters
-# (marker) reach init's environment. The kernel boots quietly; init's
-# first line tells a slow boot (how long it took) from a stuck one (none)
-# in a failed test's output.
+# (marker, disk_serial) reach init's environment. The kernel boots
+# quietly; init's first line tells a slow boot (how long it took) from a
+# stuck one (none) in a failed test's output. The disk it reads is the
+# one whose unit serial (VPD page 0x80, after its 4-byte header) is
+# $disk_serial. Then it runs the host's command lines
+# (:meth:`NestedGuest.run`) until "go".
 INIT = r"""#!/bin/sh
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 echo "init at uptime $(cut -d' ' -f1 /proc/uptime)"
-modprobe -a virtio_pci virtio_scsi sd_mod
-for i in $(seq 200); do [ -b /dev/sda ] && break; sleep 0.1; done
-echo "disk=$(cat /sys/block/sda/device/vendor /sys/block/sda/device/model |
+modprobe -a virtio_pci virtio_scsi sd_mod ext4 crc32c_generic
+find_disk() {
+    for block in /sys/block/sd*; do
+        serial=$(tail -c +5 $block/device/vpd_pg80 2>/dev/null | tr -d '\000')
+        [ "$serial" = "$disk_serial" ] && echo ${block##*/}
+    done
+}
+for i in $(seq 200); do sd=$(find_disk); [ -n "$sd" ] && break; sleep 0.1
+done
+echo "disk=$(cat /sys/block/$sd/device/vendor /sys/block/$sd/device/model |
     tr -s ' \n' '  ')"
-echo "sector0=$(dd if=/dev/sda bs=512 count=1 2>/dev/null | tr -d '\000')"
-echo "ro=$(cat /sys/block/sda/ro)"
-if printf %s "$marker" | dd of=/dev/sda bs=512 seek=16 conv=sync,fsync \
+echo "sector0=$(dd if=/dev/$sd bs=512 count=1 2>/dev/null | tr -d '\000')"
+echo "ro=$(cat /sys/block/$sd/ro)"
+if printf %s "$marker" | dd of=/dev/$sd bs=512 seek=16 conv=sync,fsync \
     2>/dev/null; then echo "written"; else echo "write failed"; fi
-read -r reply
-echo "host said $reply"
+stty -echo
+while read -r line; do
+    [ "$line" = go ] && break
+    eval "$line"
+done
+echo "host said $line"
 poweroff -f
 """
 
@@ -120,15 +136,17 @@ class Console:
 class NestedGuest:
     """QEMU attached to ``endpoint``; init reads sector 0, writes marker.
 
-    After printing ``written`` (or ``write failed``) the guest waits for
-    a line on its console (:meth:`release`), so the test can act while
-    the endpoint is held. :meth:`monitor` runs a QEMU monitor command,
-    e.g. ``stop`` to pause the guest; ``paused=True`` starts QEMU with
-    its guest not yet running (``-S``).
+    After printing ``written`` (or ``write failed``) the guest runs the
+    shell commands of :meth:`run` until :meth:`release`, so the test can
+    act and look while the endpoint is held. ``more_endpoints`` are
+    attached too, each as a vhost-scsi-pci device of its own.
+    :meth:`monitor` runs a QEMU monitor command, e.g. ``stop`` to pause
+    the guest; ``paused=True`` starts QEMU with its guest not yet
+    running (``-S``).
     """
 
     def __init__(self, endpoint, marker, kernel_dir=vmrun.DEFAULT_KERNEL_DIR,
-                 paused=False):
+                 paused=False, more_endpoints=()):
         initrd = vmrun.build_initramfs(kernel_dir, MODULES, INIT,
                                        dest_dir='/run')
         self.monitor_path = '/run/vhost-brick-guest-%s.monitor' % (
@@ -140,12 +158,16 @@ class NestedGuest:
              '-machine', 'pc', '-m', '256M', '-smp', '1', '-nodefaults',
              '-no-user-config', '-display', 'none', '-no-reboot',
              '-serial', 'stdio', '-kernel', vmlinux, '-initrd', initrd,
-             '-append', 'console=ttyS0 panic=-1 quiet marker=' + marker,
+             '-append', 'console=ttyS0 panic=-1 quiet marker=%s '
+             'disk_serial=%s' % (marker, endpoint.luns[0].serial),
              '-monitor', 'unix:%s,server=on,wait=off' % self.monitor_path] +
-            (['-S'] if paused else []) +
-            attach.qemu_device_args(endpoint, device_id='vhost0',
-                                    num_queues=1, boot_tpgt=endpoint.tpgt))
+            (['-S'] if paused else []))
+        for index, attached in enumerate((endpoint,) + tuple(more_endpoints)):
+            self.command += attach.qemu_device_args(
+                attached, device_id='vhost%d' % index, num_queues=1,
+                boot_tpgt=attached.tpgt)
         self.console = Console('nested guest')
+        self.commands = 0
 
     def start(self):
         self.process = subprocess.Popen(
@@ -219,6 +241,25 @@ class NestedGuest:
                         if comm.read() == name:
                             workers.append((kind, int(task)))
         return workers
+
+    def run(self, command, timeout=300):
+        """Run a shell command line in the guest, after ``written``.
+
+        :returns: its exit status and the lines it printed (stdout and
+                  stderr)
+        """
+        self.commands += 1
+        begin, end = '@@begin-%d' % self.commands, '@@end-%d' % self.commands
+        self.process.stdin.write('echo %s; { %s; } 2>&1; echo "%s $?"\n'
+                                 % (begin, command, end))
+        self.process.stdin.flush()
+        self.expect(begin, timeout)
+        lines = []
+        while True:
+            line = self.expect('', timeout)
+            if line.startswith(end + ' '):
+                return int(line.split()[1]), lines
+            lines.append(line)
 
     def release(self):
         """Let the guest power off (no-op once it has)."""

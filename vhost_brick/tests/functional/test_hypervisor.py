@@ -16,6 +16,7 @@ import os
 
 from vhost_brick import exception
 from vhost_brick import executor
+from vhost_brick.privileged import lio
 from vhost_brick.tests.functional import base
 from vhost_brick.tests.functional import guest
 
@@ -24,6 +25,13 @@ from vhost_brick.tests.functional import guest
 # 6.16: "vhost: add a module parameter to fork from owner"); N means
 # kernel threads.
 FORK_FROM_OWNER = '/sys/module/vhost/parameters/fork_from_owner_default'
+# null_blk's first device: no discard and no write cache by default.
+NULL_BLK = '/dev/nullb0'
+
+
+def write(path, value):
+    with open(path, 'w') as attribute:
+        attribute.write(value)
 
 
 def expected_worker_kind():
@@ -42,13 +50,21 @@ def expected_worker_kind():
 
 
 class HypervisorTestCase(base.FunctionalTestCase):
-    """A running guest reads and writes its disk through an endpoint.
+    """A running guest reads and writes its disks through endpoints.
 
     A nested boot takes minutes under TCG, so the class boots one guest,
-    which reads sector 0, writes its marker at sector 16 and then waits;
-    each test checks one thing while the guest holds the endpoint, and
-    none ends it. The class cleanup lets the guest power off and deletes
-    the endpoint, which must then succeed.
+    which reads sector 0 of its first disk, writes its marker at sector 16
+    and then runs the tests' shell commands; each test checks one thing
+    while the guest holds the endpoints, and none ends it. The class
+    cleanup lets the guest power off and deletes the endpoints, which
+    must then succeed.
+
+    The disks, each a device of a kind the guest must see as it is:
+    ``disk``, a loop device on a sparse tmpfs file (discard, a volatile
+    write cache, no FUA); ``journal``, the same holding an ext4 made on
+    the host; ``sector_4k``, a loop device of 4096-byte sectors;
+    ``no_discard``, a null_blk device (no discard, no write cache); and
+    ``hidden``, a loop device exported with ``discard=False``.
     """
 
     @classmethod
@@ -59,15 +75,41 @@ class HypervisorTestCase(base.FunctionalTestCase):
         base.load_kernel_modules()
         cls.sector0 = 'sector0-' + os.urandom(8).hex()
         cls.marker = 'sector16-' + os.urandom(8).hex()
-        cls.disk = base.LoopDevice(size=64 << 20, data=cls.sector0.encode())
-        cls.disk.setUp()
-        cls.addClassCleanup(cls.disk.cleanUp)
         cls.class_executor = executor.VhostExecutor(root_helper=None)
-        cls.endpoint = cls.class_executor.create_endpoint(cls.disk.path)
-        cls.addClassCleanup(cls.delete_endpoint)
-        cls.guest = guest.NestedGuest(cls.endpoint, cls.marker).start()
+        cls.disk = cls.class_fixture(base.LoopDevice(
+            size=64 << 20, data=cls.sector0.encode()))
+        cls.journal = cls.class_fixture(base.LoopDevice(size=64 << 20))
+        base.run('mkfs.ext4', '-q', cls.journal.path)
+        cls.sector_4k = cls.class_fixture(base.LoopDevice(sector_size=4096))
+        cls.hidden = cls.class_fixture(base.LoopDevice())
+        base.run('modprobe', 'null_blk', 'nr_devices=1', 'gb=1')
+        cls.addClassCleanup(base.run, 'rmmod', 'null_blk')
+        cls.endpoints = {
+            name: cls.class_create(path, **kwargs) for name, path, kwargs in (
+                ('disk', cls.disk.path, {}),
+                ('journal', cls.journal.path, {}),
+                ('sector_4k', cls.sector_4k.path, {}),
+                ('no_discard', NULL_BLK, {}),
+                ('hidden', cls.hidden.path, {'discard': False}))}
+        cls.endpoint = cls.endpoints['disk']
+        cls.guest = guest.NestedGuest(
+            cls.endpoint, cls.marker, more_endpoints=[
+                ep for name, ep in cls.endpoints.items() if name != 'disk'])
+        cls.guest.start()
         cls.addClassCleanup(cls.power_off_guest)
         cls.guest.expect('written')
+
+    @classmethod
+    def class_fixture(cls, fixture):
+        fixture.setUp()
+        cls.addClassCleanup(fixture.cleanUp)
+        return fixture
+
+    @classmethod
+    def class_create(cls, device_path, **kwargs):
+        created = cls.class_executor.create_endpoint(device_path, **kwargs)
+        cls.addClassCleanup(cls.delete_endpoint, created.wwn)
+        return created
 
     @classmethod
     def power_off_guest(cls):
@@ -77,11 +119,178 @@ class HypervisorTestCase(base.FunctionalTestCase):
             raise AssertionError('nested guest exited %d' % status)
 
     @classmethod
-    def delete_endpoint(cls):
-        cls.class_executor.delete_endpoint(cls.endpoint.wwn)
-        if cls.endpoint.wwn in base.vhost_targets():
+    def delete_endpoint(cls, wwn):
+        cls.class_executor.delete_endpoint(wwn)
+        if wwn in base.vhost_targets():
             raise AssertionError('%s is still in configfs after its delete'
-                                 % cls.endpoint.wwn)
+                                 % wwn)
+
+    def guest_run(self, command):
+        """Run a shell command line in the guest; fail unless it exits 0."""
+        status, lines = self.guest.run(command)
+        self.assertEqual(0, status, lines)
+        return lines
+
+    def guest_disks(self):
+        """What the guest sees of each disk, by its unit serial."""
+        seen = {}
+        for line in self.guest_run(
+                # Unquoted: each value one word, on one line.
+                'for b in /sys/block/sd*; do echo disk ${b##*/}'
+                ' $(tail -c +5 $b/device/vpd_pg80 | tr -d \'\\000\')'
+                ' $(cat $b/device/wwid $b/queue/logical_block_size'
+                ' $b/queue/physical_block_size $b/queue/rotational'
+                ' $b/queue/discard_max_bytes $b/queue/fua $b/size)'
+                ' $(tr \' \' _ < $b/queue/write_cache); done'):
+            fields = line.split()
+            if fields[:1] != ['disk']:
+                continue  # a kernel message
+            (name, serial, wwid, logical, physical, rotational, discard,
+             fua, sectors, write_cache) = fields[1:]
+            seen[serial] = {
+                'name': name, 'wwid': wwid, 'logical_block_size': logical,
+                'physical_block_size': physical, 'rotational': rotational,
+                'discard': int(discard) > 0, 'fua': fua,
+                'size': int(sectors) * 512,
+                'write_cache': write_cache.replace('_', ' ')}
+        return seen
+
+    def seen(self, name):
+        """What the guest sees of the disk of endpoint name."""
+        return self.guest_disks()[self.endpoints[name].luns[0].serial]
+
+    def test_the_guest_sees_every_disk(self):
+        self.assertEqual(
+            sorted(ep.luns[0].serial for ep in self.endpoints.values()),
+            sorted(self.guest_disks()))
+
+    def test_the_guest_sees_each_devices_block_sizes_and_rotation(self):
+        for name, ep in self.endpoints.items():
+            device = ep.luns[0].device_path
+            self.assertEqual(
+                {key: str(base.queue_limit(device, key)) for key in (
+                    'logical_block_size', 'physical_block_size',
+                    'rotational')},
+                {key: self.seen(name)[key] for key in (
+                    'logical_block_size', 'physical_block_size',
+                    'rotational')}, name)
+        self.assertEqual('4096', self.seen('sector_4k')['logical_block_size'])
+
+    def test_the_guest_sees_each_devices_write_cache_mode(self):
+        for name, ep in self.endpoints.items():
+            self.assertEqual(
+                base.queue_attribute(ep.luns[0].device_path, 'write_cache'),
+                self.seen(name)['write_cache'], name)
+
+    def test_the_guest_has_discard_exactly_where_the_device_has_it(self):
+        for name in ('disk', 'journal', 'sector_4k', 'no_discard'):
+            device = self.endpoints[name].luns[0].device_path
+            has_discard = base.queue_limit(device, 'discard_max_bytes') > 0
+            self.assertEqual(has_discard, self.endpoints[name].luns[0].discard,
+                             name)
+            self.assertEqual(has_discard, self.seen(name)['discard'], name)
+        self.assertTrue(self.seen('disk')['discard'])
+        self.assertFalse(self.seen('no_discard')['discard'])
+
+    def test_a_hidden_discard_is_not_offered_and_fails_in_the_guest(self):
+        self.assertGreater(base.queue_limit(self.hidden.path,
+                                            'discard_max_bytes'), 0)
+        self.assertFalse(self.seen('hidden')['discard'])
+        status, _lines = self.guest.run(
+            'blkdiscard /dev/%s' % self.seen('hidden')['name'])
+        self.assertNotEqual(0, status)
+
+    def test_a_guest_discard_frees_the_space_in_the_backing_file(self):
+        sd = self.seen('disk')['name']
+        # 8 MiB at 16 MiB, clear of the sectors the guest's init used.
+        self.guest_run('dd if=/dev/zero of=/dev/%s bs=1M seek=16 count=8 '
+                       'conv=fsync 2>&1' % sd)
+        written = os.stat(self.disk.backing_file).st_blocks * 512
+        self.assertGreaterEqual(written, 8 << 20)
+        self.guest_run('blkdiscard -o %d -l %d /dev/%s'
+                       % (16 << 20, 8 << 20, sd))
+        freed = written - os.stat(self.disk.backing_file).st_blocks * 512
+        self.assertGreaterEqual(freed, 8 << 20)
+
+    def test_the_guest_is_not_told_fua_the_cache_would_acknowledge(self):
+        for name in ('disk', 'journal', 'sector_4k', 'hidden'):
+            device = self.endpoints[name].luns[0].device_path
+            self.assertEqual(0, base.queue_limit(device, 'fua'), name)
+            self.assertEqual('write back', self.seen(name)['write_cache'])
+            self.assertEqual('0', self.seen(name)['fua'], name)
+
+    def flushes_per_fsync(self, sd, fsyncs=20):
+        """Flushes the journal disk's device got per fsync in the guest.
+
+        ``/sys/block/<dev>/stat`` field 16 counts the flushes a device
+        completed.
+        """
+        stat = '/sys/class/block/%s/stat' % os.path.basename(
+            self.journal.path)
+
+        def flushes():
+            with open(stat) as counters:
+                return int(counters.read().split()[15])
+        before = flushes()
+        self.guest_run('for i in $(seq %d); do echo $i | dd of=/mnt/log '
+                       'oflag=append conv=notrunc,fsync 2>/dev/null; done'
+                       % fsyncs)
+        return (flushes() - before) / fsyncs
+
+    def test_journal_commits_reach_the_device_as_flushes(self):
+        sd = self.seen('journal')['name']
+        attribute = os.path.join(
+            lio.CORE, 'iblock_%d' % lio.HBA_INDEX,
+            self.endpoints['journal'].luns[0].backstore, 'attrib',
+            'emulate_fua_write')
+        self.guest_run('mount -t ext4 /dev/%s /mnt' % sd)
+        self.addCleanup(self.guest_run, 'umount /mnt')
+        ours = self.flushes_per_fsync(sd)
+        # The kernel's default, for comparison: the guest told FUA works.
+        write(attribute, '1')
+        self.addCleanup(self.guest_run,
+                        'echo 1 > /sys/block/%s/device/rescan' % sd)
+        self.addCleanup(write, attribute, '0')
+        self.guest_run('echo 1 > /sys/block/%s/device/rescan' % sd)
+        self.assertEqual('1', self.seen('journal')['fua'])
+        kernel_default = self.flushes_per_fsync(sd)
+        # Each commit is a pre-flush and a FUA write. With FUA emulated by
+        # the guest, the FUA write becomes a write and a flush; passed to
+        # iblock, it is a plain write into the loop device's cache.
+        self.assertGreaterEqual(ours, 1.8)
+        self.assertLessEqual(kernel_default, 1.3)
+
+    def test_the_guest_sees_the_serial_and_the_wwid_it_derives(self):
+        for name, ep in self.endpoints.items():
+            serial = ep.luns[0].serial
+            digits = ''.join(c for c in serial.lower()
+                             if c in '0123456789abcdef')[:25]
+            self.assertEqual('naa.6001405' + digits.ljust(25, '0'),
+                             self.guest_disks()[serial]['wwid'], name)
+
+    def test_statistics_count_the_guests_reads_and_writes(self):
+        wwn, sd = self.endpoint.wwn, self.seen('disk')['name']
+        [before] = self.executor.get_endpoint_stats(wwn)['luns']
+        # O_DIRECT, so that the guest's page cache answers nothing.
+        self.guest_run('dd if=/dev/zero of=/dev/%s bs=1M seek=32 count=4 '
+                       'oflag=direct 2>&1' % sd)
+        self.guest_run('dd if=/dev/%s of=/dev/null bs=1M skip=32 count=2 '
+                       'iflag=direct 2>&1' % sd)
+        [after] = self.executor.get_endpoint_stats(wwn)['luns']
+        self.assertGreaterEqual(after['write_mbytes'],
+                                before['write_mbytes'] + 4)
+        self.assertGreaterEqual(after['read_mbytes'],
+                                before['read_mbytes'] + 2)
+        self.assertGreaterEqual(after['commands'], before['commands'] + 6)
+        self.assertIn({'wwn': wwn, 'luns': [after]},
+                      self.executor.list_endpoint_stats())
+
+    def test_an_online_extend_is_seen_after_a_rescan(self):
+        before = self.seen('hidden')['size']
+        self.hidden.resize(before * 2)
+        self.guest_run('echo 1 > /sys/block/%s/device/rescan'
+                       % self.seen('hidden')['name'])
+        self.assertEqual(before * 2, self.seen('hidden')['size'])
 
     def test_the_guest_sees_the_disk_lio_exports(self):
         self.assertEqual('disk=LIO-ORG IBLOCK',
@@ -97,9 +306,11 @@ class HypervisorTestCase(base.FunctionalTestCase):
             self.assertEqual(self.marker, backing.read(512).rstrip(b'\0')
                              .decode(errors='replace'))
 
-    def test_the_kernel_serves_the_guest_disk(self):
-        [(kind, _task)] = self.guest.vhost_workers()
-        self.assertEqual(expected_worker_kind(), kind)
+    def test_the_kernel_serves_the_guest_disks(self):
+        workers = self.guest.vhost_workers()
+        self.assertEqual(len(self.endpoints), len(workers))
+        self.assertEqual({expected_worker_kind()},
+                         {kind for kind, _task in workers})
 
     def test_delete_is_refused_while_the_guest_holds_the_endpoint(self):
         before = base.configfs_snapshot()

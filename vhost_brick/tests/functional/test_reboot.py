@@ -60,10 +60,11 @@ class RebootTestCase(base.FunctionalTestCase):
                 disk.write(marker.encode())
                 disk.truncate(64 << 20)
             device = base.run('losetup', '--find', '--show', backing)
-            # One keeps a serial and a read-only flag of its own; the
-            # others keep generated serials.
+            # One keeps a serial, a read-only flag and a discard policy
+            # of its own; the others keep generated serials.
             ep = self.executor.create_endpoint(
-                device, **({'serial': 'volume-kept-2', 'read_only': True}
+                device, **({'serial': 'volume-kept-2', 'read_only': True,
+                            'discard': False}
                            if name == 'kept-2' else {}))
             manifest[ep.wwn] = {'endpoint': ep.to_dict(), 'backing': backing,
                                 'marker': marker, 'gone': name == 'gone'}
@@ -90,12 +91,22 @@ class RebootTestCase(base.FunctionalTestCase):
 
         report = self.executor.restore()
 
-        # WWN, nexus, device, unit serial and read-only flag, as made.
+        # WWN, nexus, device, unit serial, read-only flag and discard,
+        # as made.
         self.assertEqual(expected, {ep.wwn: ep.to_dict()
                                     for ep in report.restored})
-        self.assertIn(('volume-kept-2', True),
-                      [(ep.luns[0].serial, ep.luns[0].read_only)
-                       for ep in report.restored])
+        self.assertIn(('volume-kept-2', True, False),
+                      [(ep.luns[0].serial, ep.luns[0].read_only,
+                        ep.luns[0].discard) for ep in report.restored])
+        # FUA as the device honours it, decided again from its cache.
+        for ep in report.restored:
+            lun = ep.luns[0]
+            cache_acknowledges_fua = (
+                base.queue_attribute(lun.device_path, 'write_cache') ==
+                'write back' and base.queue_limit(lun.device_path, 'fua') == 0)
+            self.assertEqual('0' if cache_acknowledges_fua else '1',
+                             base.backstore_attribute(lun.backstore,
+                                                      'emulate_fua_write'))
         self.assertEqual((), report.already_present)
         [failed] = report.failed
         self.assertEqual(gone, failed.item)

@@ -31,6 +31,7 @@ import uuid
 import fixtures
 from oslo_config import cfg
 
+from vhost_brick import privileged
 from vhost_brick.tests.functional import base
 
 
@@ -53,28 +54,6 @@ activation {
     udev_rules = 0
 }
 """
-
-
-def privsep_helper_parents():
-    """Command lines of the parents of vhost_brick's privsep-helper daemons.
-
-    A daemon that oslo's rootwrap started runs as the privsep-helper
-    script; the one root starts by itself runs our daemon module.
-    """
-    parents = []
-    for pid in filter(str.isdigit, os.listdir('/proc')):
-        try:
-            with open('/proc/%s/cmdline' % pid, 'rb') as cmdline:
-                argv = cmdline.read().decode().split('\0')
-            with open('/proc/%s/stat' % pid) as stat:
-                ppid = stat.read().rsplit(')', 1)[1].split()[1]
-            if ('vhost_brick.privileged.default' in argv and
-                    os.path.basename(argv[1]) == 'privsep-helper'):
-                with open('/proc/%s/cmdline' % ppid, 'rb') as cmdline:
-                    parents.append(cmdline.read().decode().split('\0'))
-        except OSError:
-            continue
-    return parents
 
 
 def lvm(*args):
@@ -154,24 +133,16 @@ class CinderVolumeHost(fixtures.Fixture):
         rootwrap): Cinder's and os-brick's contexts take oslo.privsep's
         process-wide root helper, ``sudo`` alone unless set. The tests
         run as root, which starts vhost_brick's daemon without a root
-        helper; its ``helper_command`` makes it start as the ``cinder``
-        user's would, through cinder-rootwrap.
+        helper; :meth:`make_driver` sets its ``helper_command`` so that it
+        starts as the ``cinder`` user's would, through cinder-rootwrap.
         """
         from cinder import privsep as cinder_privsep
         from os_brick import privileged as brick_privileged
         from oslo_privsep import priv_context
 
-        from vhost_brick import privileged
-
         previous = priv_context._HELPER_COMMAND_PREFIX
         priv_context.init(root_helper=shlex.split(ROOT_HELPER))
         self.addCleanup(priv_context.init, root_helper=previous)
-        privileged.default  # registers its options
-        cfg.CONF.set_override('helper_command',
-                              ROOT_HELPER + ' privsep-helper',
-                              group=privileged.CFG_SECTION)
-        self.addCleanup(cfg.CONF.clear_override, 'helper_command',
-                        group=privileged.CFG_SECTION)
         self.addCleanup(cinder_privsep.sys_admin_pctxt.stop)
         self.addCleanup(brick_privileged.default.stop)
 
@@ -200,6 +171,10 @@ class CinderVolumeHost(fixtures.Fixture):
                     lvm_type='default', volume_clear='none',
                     lvm_conf_file=LVM_CONF)
         conf.config(rootwrap_config=ROOTWRAP_CONF)
+        # Per test: the test's fixture resets every override after it.
+        privileged.default  # registers the options of its section
+        conf.config(group=privileged.CFG_SECTION,
+                    helper_command=ROOT_HELPER + ' privsep-helper')
         driver = cinder_driver.VhostLVMVolumeDriver(
             configuration=configuration.Configuration(
                 cinder_driver.lvm.volume_opts, config_group=BACKEND),

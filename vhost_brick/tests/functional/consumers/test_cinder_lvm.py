@@ -18,9 +18,12 @@ vhost_brick's privsep daemon started through the same root helper.
 """
 
 import json
+import logging
 import os
 import shutil
 import subprocess
+
+import fixtures
 
 from vhost_brick import exception
 from vhost_brick.integrations import connector
@@ -137,10 +140,15 @@ class CinderLVMTestCase(base.FunctionalTestCase):
         # filters. Only vhost-brick-rootwrap takes that pass away.
         privileged.default.stop()
         self.remove_our_filter()
+        started = self.useFixture(fixtures.FakeLogger(
+            name='oslo.privsep.daemon', level=logging.INFO))
         self.assertIn(self.export()['provider_location'],
                       base.vhost_targets())
-        [parent] = cinder_host.privsep_helper_parents()
-        self.assertIn(cinder_host.ROOTWRAP_CONF, parent)
+        # The daemon that made the export started through cinder-rootwrap.
+        self.assertIn("Running privsep helper: ['sudo', 'cinder-rootwrap', "
+                      "'%s', 'privsep-helper', '--privsep_context', "
+                      "'vhost_brick.privileged.default'"
+                      % cinder_host.ROOTWRAP_CONF, started.output)
 
     def cinder_rootwrap(self, *cmd):
         """Run a command through cinder-rootwrap and Cinder's filters."""
