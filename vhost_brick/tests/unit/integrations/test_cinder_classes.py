@@ -77,9 +77,23 @@ class CinderTargetInterfaceTestCase(base.TestCase):
 
     def test_default_root_helper_is_cinders_own(self):
         self.conf.config(rootwrap_config='/etc/cinder/rootwrap-x.conf')
-        target = cinder_target.VhostTarget(configuration=mock.sentinel.conf)
+        target = cinder_target.VhostTarget(configuration=self.backend())
         self.assertEqual('sudo cinder-rootwrap /etc/cinder/rootwrap-x.conf',
                          target.vhost._root_helper)
+
+    def backend(self):
+        """A backend's Configuration, as Cinder's volume manager makes it."""
+        self.conf.register_opts(lvm.volume_opts, group='lvm-vhost')
+        return configuration.Configuration(lvm.volume_opts,
+                                           config_group='lvm-vhost')
+
+    def test_the_discard_option_is_read_from_the_backends_section(self):
+        backend = self.backend()
+        self.assertIsNone(cinder_target.VhostTarget(
+            configuration=backend)._discard)
+        self.conf.config(group='lvm-vhost', vhost_discard=False)
+        self.assertIs(False, cinder_target.VhostTarget(
+            configuration=backend)._discard)
 
     def test_host_defaults_to_cinders_host_option(self):
         self.conf.config(host='cinder-host-1')
