@@ -103,6 +103,7 @@ class HypervisorTestCase(base.FunctionalTestCase):
         cls.guest.start()
         cls.addClassCleanup(cls.power_off_guest)
         cls.guest.expect('written')
+        cls.disks_at_boot = cls.look()
 
     @classmethod
     def class_fixture(cls, fixture):
@@ -136,17 +137,26 @@ class HypervisorTestCase(base.FunctionalTestCase):
         self.assertEqual(0, status, lines)
         return lines
 
-    def guest_disks(self):
-        """What the guest sees of each disk, by its unit serial."""
+    @classmethod
+    def look(cls):
+        """What the guest sees of each disk, by its unit serial.
+
+        A command in the nested guest, which takes seconds under TCG: the
+        tests of what does not change read :attr:`disks_at_boot`.
+        """
+        status, lines = cls.guest.run(
+            # Unquoted: each value one word, on one line.
+            'for b in /sys/block/sd*; do echo disk ${b##*/}'
+            ' $(tail -c +5 $b/device/vpd_pg80 | tr -d \'\\000\')'
+            ' $(cat $b/device/wwid $b/queue/logical_block_size'
+            ' $b/queue/physical_block_size $b/queue/rotational'
+            ' $b/queue/discard_max_bytes $b/queue/fua $b/size)'
+            ' $(tr \' \' _ < $b/queue/write_cache); done')
+        if status:
+            raise AssertionError('the guest could not list its disks: %s'
+                                 % lines)
         seen = {}
-        for line in self.guest_run(
-                # Unquoted: each value one word, on one line.
-                'for b in /sys/block/sd*; do echo disk ${b##*/}'
-                ' $(tail -c +5 $b/device/vpd_pg80 | tr -d \'\\000\')'
-                ' $(cat $b/device/wwid $b/queue/logical_block_size'
-                ' $b/queue/physical_block_size $b/queue/rotational'
-                ' $b/queue/discard_max_bytes $b/queue/fua $b/size)'
-                ' $(tr \' \' _ < $b/queue/write_cache); done'):
+        for line in lines:
             fields = line.split()
             if fields[:1] != ['disk']:
                 continue  # a kernel message
@@ -160,23 +170,22 @@ class HypervisorTestCase(base.FunctionalTestCase):
                 'write_cache': write_cache.replace('_', ' ')}
         return seen
 
-    def seen(self):
+    def seen(self, disks=None):
         """What the guest sees of each endpoint's disk, by endpoint name.
 
-        Each call is a command in the nested guest, which takes seconds
-        under TCG: a test asks once, unless it changed something.
+        :param disks: a :meth:`look` of before; None looks now
         """
-        disks = self.guest_disks()
+        disks = disks or self.look()
         return {name: disks[ep.luns[0].serial]
                 for name, ep in self.endpoints.items()}
 
     def test_the_guest_sees_every_disk(self):
         self.assertEqual(
             sorted(ep.luns[0].serial for ep in self.endpoints.values()),
-            sorted(self.guest_disks()))
+            sorted(self.disks_at_boot))
 
     def test_the_guest_sees_each_devices_block_sizes_and_rotation(self):
-        seen = self.seen()
+        seen = self.seen(self.disks_at_boot)
         keys = ('logical_block_size', 'physical_block_size', 'rotational')
         for name, ep in self.endpoints.items():
             device = ep.luns[0].device_path
@@ -186,7 +195,7 @@ class HypervisorTestCase(base.FunctionalTestCase):
         self.assertEqual('4096', seen['sector_4k']['logical_block_size'])
 
     def test_the_guest_sees_each_devices_write_cache_mode(self):
-        seen = self.seen()
+        seen = self.seen(self.disks_at_boot)
         for name, ep in self.endpoints.items():
             if name != 'read_only':
                 self.assertEqual(base.queue_attribute(
@@ -199,7 +208,7 @@ class HypervisorTestCase(base.FunctionalTestCase):
         self.assertEqual('write through', seen['read_only']['write_cache'])
 
     def test_the_guest_has_discard_exactly_where_the_device_has_it(self):
-        seen = self.seen()
+        seen = self.seen(self.disks_at_boot)
         for name in ('disk', 'journal', 'sector_4k', 'no_discard'):
             device = self.endpoints[name].luns[0].device_path
             has_discard = base.queue_limit(device, 'discard_max_bytes') > 0
@@ -212,13 +221,13 @@ class HypervisorTestCase(base.FunctionalTestCase):
     def test_a_hidden_discard_is_not_offered_and_fails_in_the_guest(self):
         self.assertGreater(base.queue_limit(self.hidden.path,
                                             'discard_max_bytes'), 0)
-        hidden = self.seen()['hidden']
+        hidden = self.seen(self.disks_at_boot)['hidden']
         self.assertFalse(hidden['discard'])
         status, _lines = self.guest.run('blkdiscard /dev/%s' % hidden['name'])
         self.assertNotEqual(0, status)
 
     def test_a_guest_discard_frees_the_space_in_the_backing_file(self):
-        sd = self.seen()['disk']['name']
+        sd = self.seen(self.disks_at_boot)['disk']['name']
         # 8 MiB at 16 MiB, clear of the sectors the guest's init used.
         self.guest_run('dd if=/dev/zero of=/dev/%s bs=1M seek=16 count=8 '
                        'conv=fsync 2>&1' % sd)
@@ -230,7 +239,7 @@ class HypervisorTestCase(base.FunctionalTestCase):
         self.assertGreaterEqual(freed, 8 << 20)
 
     def test_the_guest_reads_a_read_only_disk_it_sees_write_protected(self):
-        read_only = self.seen()['read_only']
+        read_only = self.seen(self.disks_at_boot)['read_only']
         self.assertEqual(
             [self.read_only_sector0, '1'],
             self.guest_run("dd if=/dev/%(sd)s bs=512 count=1 2>/dev/null | "
@@ -240,14 +249,15 @@ class HypervisorTestCase(base.FunctionalTestCase):
     def test_the_guest_cannot_write_a_read_only_disk(self):
         status, _lines = self.guest.run(
             'printf must-not-land | dd of=/dev/%s bs=512 seek=16 '
-            'conv=sync,fsync' % self.seen()['read_only']['name'])
+            'conv=sync,fsync'
+            % self.seen(self.disks_at_boot)['read_only']['name'])
         self.assertNotEqual(0, status)
         with open(self.read_only.backing_file, 'rb') as backing:
             backing.seek(16 * 512)
             self.assertEqual(bytes(512), backing.read(512))
 
     def test_the_guest_is_not_told_fua_the_cache_would_acknowledge(self):
-        seen = self.seen()
+        seen = self.seen(self.disks_at_boot)
         for name in ('disk', 'journal', 'sector_4k', 'hidden'):
             device = self.endpoints[name].luns[0].device_path
             self.assertEqual(0, base.queue_limit(device, 'fua'), name)
@@ -273,7 +283,7 @@ class HypervisorTestCase(base.FunctionalTestCase):
         return (flushes() - before) / fsyncs
 
     def test_journal_commits_reach_the_device_as_flushes(self):
-        sd = self.seen()['journal']['name']
+        sd = self.seen(self.disks_at_boot)['journal']['name']
         attribute = os.path.join(
             lio.CORE, 'iblock_%d' % lio.HBA_INDEX,
             self.endpoints['journal'].luns[0].backstore, 'attrib',
@@ -298,7 +308,7 @@ class HypervisorTestCase(base.FunctionalTestCase):
         self.assertLessEqual(kernel_default, 1.3)
 
     def test_the_guest_sees_the_serial_and_the_wwid_it_derives(self):
-        disks = self.guest_disks()
+        disks = self.disks_at_boot
         for name, ep in self.endpoints.items():
             serial = ep.luns[0].serial
             digits = ''.join(c for c in serial.lower()
@@ -307,7 +317,8 @@ class HypervisorTestCase(base.FunctionalTestCase):
                              disks[serial]['wwid'], name)
 
     def test_statistics_count_the_guests_reads_and_writes(self):
-        wwn, sd = self.endpoint.wwn, self.seen()['disk']['name']
+        wwn = self.endpoint.wwn
+        sd = self.seen(self.disks_at_boot)['disk']['name']
         [before] = self.executor.get_endpoint_stats(wwn)['luns']
         # O_DIRECT, so that the guest's page cache answers nothing.
         self.guest_run('dd if=/dev/zero of=/dev/%s bs=1M seek=32 count=4 '
@@ -324,7 +335,7 @@ class HypervisorTestCase(base.FunctionalTestCase):
                       self.executor.list_endpoint_stats())
 
     def test_an_online_extend_is_seen_after_a_rescan(self):
-        hidden = self.seen()['hidden']
+        hidden = self.seen(self.disks_at_boot)['hidden']
         self.hidden.resize(hidden['size'] * 2)
         self.guest_run('echo 1 > /sys/block/%s/device/rescan'
                        % hidden['name'])
