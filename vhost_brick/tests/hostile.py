@@ -100,6 +100,8 @@ BAD_CREATE_INPUTS = [
     ('read_only is a string', {'read_only': 'yes'}, exception.Invalid),
     ('read_only is 1', {'read_only': 1}, exception.Invalid),
     ('read_only is None', {'read_only': None}, exception.Invalid),
+    ('discard is a string', {'discard': 'yes'}, exception.Invalid),
+    ('discard is 1', {'discard': 1}, exception.Invalid),
 ]
 
 # Block devices that are real, but that root must refuse to export, each
@@ -136,6 +138,11 @@ BAD_HELPER_ARGV = [
     (['delete', '--wwn=' + GOOD_WWN + ';reboot'], exception.InvalidWWN),
     (['delete', '--wwn=$(reboot)'], exception.InvalidWWN),
     (['show', '--wwn=../../core'], exception.InvalidWWN),
+    (['stats'], exception.InvalidArgument),
+    (['stats', '--wwn=../../core'], exception.InvalidWWN),
+    (['list-stats', '--all'], exception.InvalidArgument),
+    (['create', '--device=/dev/loop0', '--discard=1'],
+     exception.InvalidArgument),
     (['create', '--device=/dev/loop0', '--serial=a b'],
      exception.InvalidSerial),
     (['create', '--device=/dev/loop0', '--serial='],
