@@ -120,7 +120,11 @@ def qemu_device_args(endpoint, device_id=None, bus=None, addr=None,
         if type(vcpus) is not int or vcpus < 1:
             raise _invalid('vcpus must be a positive integer, not %r'
                            % (vcpus,))
-        properties.setdefault('num_queues', min(vcpus, max_io_queues()))
+    # Read once: the kernel's limit, where queues are asked for.
+    queue_limit = max_io_queues() if (
+        vcpus is not None or 'num_queues' in properties) else None
+    if vcpus is not None:
+        properties.setdefault('num_queues', min(vcpus, queue_limit))
     for name, value in sorted(properties.items()):
         if name not in _QEMU_INT_PROPERTIES:
             raise _invalid('unknown vhost-scsi-pci property %r' % name)
@@ -128,10 +132,10 @@ def qemu_device_args(endpoint, device_id=None, bus=None, addr=None,
         if type(value) is not int or not check(value):
             raise _invalid('%s must be %s, not %r' % (name, expected, value))
         options.append('%s=%d' % (name, value))
-    if properties.get('num_queues', 0) > max_io_queues():
+    if queue_limit is not None and properties['num_queues'] > queue_limit:
         raise _invalid('num_queues %d is more than the %d I/O queues this '
                        "host's vhost_scsi gives a device (its max_io_vqs)"
-                       % (properties['num_queues'], max_io_queues()))
+                       % (properties['num_queues'], queue_limit))
     if migratable is not None:
         if not isinstance(migratable, bool):
             raise _invalid('migratable must be a bool')

@@ -755,12 +755,7 @@ def stats(wwn):
 
 def list_stats():
     """:func:`stats` of every vhost endpoint on the host."""
-    with _os_errors_translated():
-        found = []
-        for wwn in _vhost_wwns():
-            with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
-                found.append(_read_stats(wwn))
-        return found
+    return _read_each_target(_read_stats)
 
 
 def _read_stats(wwn):
@@ -798,23 +793,29 @@ def _linked_storage(lun_dir):
     return None
 
 
-def _vhost_wwns():
-    """The WWNs of every vhost target on the host, sorted."""
-    try:
-        return sorted(entry.name for entry in os.scandir(VHOST_FABRIC)
-                      if entry.is_dir() and entry.name not in _FABRIC_GROUPS)
-    except FileNotFoundError:  # no vhost_scsi, or no LIO at all
-        return []
+def _read_each_target(read):
+    """read(wwn) of every vhost target on the host, by WWN.
+
+    A target deleted meanwhile is left out; so is everything when there
+    is no vhost fabric (no vhost_scsi, or no LIO at all).
+    """
+    with _os_errors_translated():
+        try:
+            wwns = sorted(entry.name for entry in os.scandir(VHOST_FABRIC)
+                          if entry.is_dir() and
+                          entry.name not in _FABRIC_GROUPS)
+        except FileNotFoundError:
+            return []
+        found = []
+        for wwn in wwns:
+            with contextlib.suppress(FileNotFoundError):
+                found.append(read(wwn))
+        return found
 
 
 def list_endpoints():
     """Return one dict per TPG of every vhost target on the host."""
-    with _os_errors_translated():
-        endpoints = []
-        for wwn in _vhost_wwns():
-            with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
-                endpoints.extend(_read_target(wwn))
-        return endpoints
+    return [tpg for tpgs in _read_each_target(_read_target) for tpg in tpgs]
 
 
 def delete(wwn, claimer=None):
