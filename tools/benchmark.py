@@ -39,10 +39,12 @@ from oslo_concurrency import processutils
 import rtslib_fb
 
 from vhost_brick import executor as vb_executor
+from vhost_brick.privileged import backstores
+from vhost_brick.privileged import configfs
 from vhost_brick.privileged import lio
 
-TARGET = lio.TARGET_ROOT
-VHOST = lio.VHOST_FABRIC
+TARGET = configfs.TARGET_ROOT
+VHOST = configfs.VHOST_FABRIC
 # null_blk has no cap of its own (one minor number per device); 2000
 # devices with shared tags take about 130 MiB of the 1 GiB guest.
 NULL_BLK_MAX = 2000
@@ -176,7 +178,7 @@ class Raw:
                 for entry in os.scandir(os.path.join(lun_root, lun)):
                     if entry.is_symlink():
                         hba, name = os.readlink(entry.path).split('/')[-2:]
-                        storage = os.path.join(lio.CORE, hba, name)
+                        storage = os.path.join(configfs.CORE, hba, name)
                         luns.append((int(lun[4:]),
                                      read(storage + '/udev_path'), name,
                                      read(storage + '/wwn/vpd_unit_serial'),
@@ -408,7 +410,7 @@ class Bench:
 
     def check_population(self, what):
         targets = [wwn for wwn in os.listdir(VHOST) if wwn.startswith('naa.')]
-        backstores = glob.glob(lio.CORE + '/iblock_*/*/udev_path')
+        backstores = glob.glob(configfs.CORE + '/iblock_*/*/udev_path')
         expect(sorted(targets) == sorted(self.population) and
                len(backstores) == len(self.population),
                '%s: %d targets and %d backstores, expected %d'
@@ -478,7 +480,7 @@ class Bench:
             Raw.remove_target(wwn)
         hbas = set()
         for backstore in glob.glob('%s/iblock_*/%s*' % (
-                lio.CORE, lio.BACKSTORE_PREFIX)):
+                configfs.CORE, backstores.PREFIX)):
             os.rmdir(backstore)
             hbas.add(os.path.dirname(backstore))
         for hba in hbas:

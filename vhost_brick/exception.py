@@ -81,6 +81,14 @@ class InvalidSerial(Invalid):
     helper_exit_code = 16
 
 
+class SerialInUse(InvalidSerial):
+    message = ("Unit serial %(serial)r would give the guest the identity "
+               "%(designator)s, which LIO storage object %(owner)s gives "
+               "already: LIO derives it from the first 25 hex digits of "
+               "the serial")
+    helper_exit_code = 19
+
+
 class DeviceNotAllowed(InvalidDevice):
     message = "Device %(device)r is refused by rule %(rule)s: %(reason)s"
     helper_exit_code = 17

@@ -27,6 +27,7 @@ import os
 import uuid
 
 from vhost_brick import exception
+from vhost_brick.privileged import backstores
 from vhost_brick.privileged import devices
 from vhost_brick.privileged import lio
 from vhost_brick.privileged import state
@@ -64,7 +65,7 @@ def create(record, allowed_devices, device_path, wwn=None, nexus=None,
     spec, = validation.validate_endpoint_specs([{
         'device_path': device_path, 'wwn': wwn, 'nexus': nexus,
         'serial': serial, 'read_only': read_only, 'discard': discard}])
-    return _create(record, allowed_devices, **spec)
+    return _create(record, allowed_devices, backstores.Identities(), **spec)
 
 
 def _admit(device_path, allowed_devices):
@@ -74,7 +75,7 @@ def _admit(device_path, allowed_devices):
     except exception.DeviceInUse as err:
         if err.kwargs['rule'] != devices.HELD_EXCLUSIVELY:
             raise
-        users = lio.lio_users(os.stat(device_path).st_rdev)
+        users = lio.device_users(os.stat(device_path).st_rdev)
         if not users:
             raise
         raise exception.DeviceInUse(
@@ -83,9 +84,12 @@ def _admit(device_path, allowed_devices):
         ) from err
 
 
-def _create(record, allowed_devices, device_path, wwn, nexus, serial,
-            read_only, discard):
-    """create() of input already validated."""
+def _create(record, allowed_devices, identities, device_path, wwn, nexus,
+            serial, read_only, discard):
+    """create() of input already validated.
+
+    :param identities: the :class:`backstores.Identities` of the call
+    """
     wwn = lio.unused_wwn() if wwn is None else wwn
     previous = _converge(record, wwn)
     found = lio.existing(wwn, device_path, nexus=nexus, serial=serial,
@@ -95,14 +99,14 @@ def _create(record, allowed_devices, device_path, wwn, nexus, serial,
     device = _admit(device_path, allowed_devices)
     serial = str(uuid.uuid4()) if serial is None else serial
     lun = {'lun': lio.LUN, 'device_path': device_path,
-           'backstore': lio.backstore_name(wwn), 'serial': serial,
+           'backstore': backstores.name_of(wwn), 'serial': serial,
            'read_only': read_only, 'discard': discard,
            'identity': device.identity}
     if previous is None:
         record.set(wwn, state.CREATING, luns=[lun])
     try:
         endpoint = lio.create(device, wwn, nexus, serial, read_only,
-                              discard)
+                              discard, identities=identities)
     except BaseException:
         if previous is None:
             record.discard(wwn)
@@ -155,10 +159,11 @@ def create_many(record, allowed_devices, specs):
     """
     specs = validation.validate_endpoint_specs(specs)
     report = {'created': [], 'failed': []}
+    identities = backstores.Identities()
     for spec in specs:
         with _reported(report['failed'], spec):
             report['created'].append(
-                _create(record, allowed_devices, **spec))
+                _create(record, allowed_devices, identities, **spec))
     return report
 
 
@@ -186,7 +191,9 @@ def restore(record, allowed_devices):
     device whose identity differs from the recorded one (its name now
     belongs to another disk) is refused. Ones already present are left alone, a
     refused or missing device is reported without stopping the others,
-    and nothing that is not in the record is touched.
+    and nothing that is not in the record is touched. Serials are not
+    refused again for a guest identity another storage object gives
+    (:func:`create` does): a restore brings back what was accepted.
 
     :returns: dict with ``restored`` and ``already_present`` (lists of
               endpoint dicts) and ``failed`` (``{"item": wwn, "error":
@@ -279,7 +286,7 @@ def cleanup(record):
             removed['endpoints'].append(wwn)
     recorded = record.load()
     for name in lio.orphan_backstores():
-        wwn = 'naa.' + name[len(lio.BACKSTORE_PREFIX):]
+        wwn = 'naa.' + name[len(backstores.PREFIX):]
         live = _live(wwn)
         if live is not None and not live['luns'] and wwn not in recorded:
             lio.delete(wwn)

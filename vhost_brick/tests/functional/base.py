@@ -26,6 +26,8 @@ import tempfile
 import fixtures
 
 from vhost_brick import executor
+from vhost_brick.privileged import backstores
+from vhost_brick.privileged import configfs
 from vhost_brick.privileged import lio
 from vhost_brick.privileged import rootconf
 from vhost_brick.tests import base
@@ -36,8 +38,8 @@ SKIP_REASON = ('functional tests need a kernel with LIO and vhost_scsi, as '
                'root: run them in the disposable VM with "tox -e functional"')
 MODULES = ('configfs', 'loop', 'target_core_mod', 'target_core_iblock',
            'target_core_file', 'tcm_loop', 'vhost_scsi')
-VHOST = lio.VHOST_FABRIC
-CORE = lio.TARGET_ROOT + '/core'
+VHOST = configfs.VHOST_FABRIC
+CORE = configfs.TARGET_ROOT + '/core'
 
 
 def run(*cmd):
@@ -56,12 +58,12 @@ def load_kernel_modules():
     if result.returncode:
         raise AssertionError('cannot load %s: %s' % (' '.join(MODULES),
                                                      result.stderr))
-    if not os.path.ismount(lio.CONFIGFS):
-        run('mount', '-t', 'configfs', 'configfs', lio.CONFIGFS)
+    if not os.path.ismount(configfs.CONFIGFS):
+        run('mount', '-t', 'configfs', 'configfs', configfs.CONFIGFS)
     os.makedirs(lio.DBROOT, exist_ok=True)  # rtslib-fb needs it
     # tcm_loop and vhost fabrics appear in configfs on first mkdir.
     for fabric in ('vhost', 'loopback'):
-        os.makedirs(os.path.join(lio.TARGET_ROOT, fabric), exist_ok=True)
+        os.makedirs(os.path.join(configfs.TARGET_ROOT, fabric), exist_ok=True)
 
 
 def wait_readable(stream, timeout):
@@ -77,7 +79,7 @@ def own_backstores():
     return {name for hba in os.listdir(CORE)
             if os.path.isdir(os.path.join(CORE, hba))
             for name in os.listdir(os.path.join(CORE, hba))
-            if name.startswith(lio.BACKSTORE_PREFIX)}
+            if name.startswith(backstores.PREFIX)}
 
 
 def configfs_snapshot():
@@ -89,9 +91,9 @@ def configfs_snapshot():
     """
     snapshot = {}
     for top in ('core', 'vhost', 'loopback', 'iscsi'):
-        root = os.path.join(lio.TARGET_ROOT, top)
+        root = os.path.join(configfs.TARGET_ROOT, top)
         for dirpath, dirnames, filenames in os.walk(root):
-            rel = os.path.relpath(dirpath, lio.TARGET_ROOT)
+            rel = os.path.relpath(dirpath, configfs.TARGET_ROOT)
             if '/statistics' in rel or '/alua' in rel:
                 continue
             snapshot[rel] = 'dir'
@@ -123,8 +125,8 @@ def queue_limit(device_path, name):
 
 def backstore_attribute(backstore, name):
     """An attribute of one of vhost_brick's backstores, from configfs."""
-    with open(os.path.join(lio.CORE, 'iblock_%d' % lio.HBA_INDEX, backstore,
-                           'attrib', name)) as attribute:
+    with open(os.path.join(backstores.path_of(backstore), 'attrib',
+                           name)) as attribute:
         return attribute.read().strip()
 
 

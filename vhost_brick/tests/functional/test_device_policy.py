@@ -24,6 +24,7 @@ import time
 import fixtures
 
 from vhost_brick import exception
+from vhost_brick.privileged import backstores
 from vhost_brick.privileged import devices
 from vhost_brick.privileged import lio
 from vhost_brick.privileged import operations
@@ -201,8 +202,8 @@ class AllowedDevicesTestCase(PolicyTestCase):
         disk, link = self.volume()
         ep = self.create(link)
         self.assertEqual(link, ep.luns[0].device_path)
-        info = os.path.join(lio.CORE, 'iblock_%d' % lio.HBA_INDEX,
-                            ep.luns[0].backstore, 'info')
+        info = os.path.join(backstores.path_of(ep.luns[0].backstore),
+                            'info')
         with open(info) as served:
             self.assertIn('UDEV PATH: %s ' % disk, served.read())
 
@@ -249,8 +250,8 @@ class IdentityTestCase(PolicyTestCase):
         report = self.executor.restore()
         self.assertEqual([ep], list(report.restored))
         self.assertEqual(ep, self.executor.get_endpoint(ep.wwn))
-        serial = os.path.join(lio.CORE, 'iblock_%d' % lio.HBA_INDEX,
-                              ep.luns[0].backstore, 'wwn', 'vpd_unit_serial')
+        serial = os.path.join(backstores.path_of(ep.luns[0].backstore),
+                              'wwn', 'vpd_unit_serial')
         with open(serial) as shown:
             self.assertEqual('T10 VPD Unit Serial Number: volume-4242',
                              shown.read().strip())

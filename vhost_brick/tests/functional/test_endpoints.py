@@ -22,6 +22,7 @@ from unittest import mock
 from vhost_brick import endpoint
 from vhost_brick import exception
 from vhost_brick import privileged
+from vhost_brick.privileged import backstores
 from vhost_brick.privileged import devices
 from vhost_brick.privileged import lio
 from vhost_brick.privileged import rootconf
@@ -43,7 +44,7 @@ class CreateTestCase(base.FunctionalTestCase):
         self.assertEqual(1, ep.tpgt)
         self.assertRegex(ep.luns[0].serial, r'^[0-9a-f-]{36}$')
         self.assertEqual((endpoint.VhostLun(
-            lun=0, device_path=disk, backstore=lio.backstore_name(ep.wwn),
+            lun=0, device_path=disk, backstore=backstores.name_of(ep.wwn),
             serial=ep.luns[0].serial, read_only=False,
             discard=base.queue_limit(disk, 'discard_max_bytes') > 0),),
             ep.luns)
@@ -57,8 +58,9 @@ class CreateTestCase(base.FunctionalTestCase):
         [link] = [os.path.join(lun, name) for name in os.listdir(lun)
                   if os.path.islink(os.path.join(lun, name))]
         backstore = os.path.realpath(link)
-        self.assertEqual(os.path.join(base.CORE, 'iblock_%d' % lio.HBA_INDEX,
-                                      lio.backstore_name(ep.wwn)),
+        self.assertEqual(os.path.join(base.CORE, 'iblock_%d'
+                                      % backstores.HBA_INDEX,
+                                      backstores.name_of(ep.wwn)),
                          backstore)
         self.assertEqual(disk, read_attr(backstore, 'udev_path'))
         self.assertEqual('1', read_attr(backstore, 'enable'))
@@ -135,16 +137,16 @@ class DeleteTestCase(base.FunctionalTestCase):
         ep = self.executor.create_endpoint(self.make_disk())
         self.executor.delete_endpoint(ep.wwn)
         self.assertNotIn(ep.wwn, base.vhost_targets())
-        self.assertNotIn(lio.backstore_name(ep.wwn), base.own_backstores())
+        self.assertNotIn(backstores.name_of(ep.wwn), base.own_backstores())
         self.assertRaises(exception.EndpointNotFound,
                           self.executor.get_endpoint, ep.wwn)
 
     def test_hba_goes_with_the_last_backstore_in_it(self):
-        hba = os.path.join(base.CORE, 'iblock_%d' % lio.HBA_INDEX)
+        hba = os.path.join(base.CORE, 'iblock_%d' % backstores.HBA_INDEX)
         first = self.executor.create_endpoint(self.make_disk())
         second = self.executor.create_endpoint(self.make_disk())
         self.executor.delete_endpoint(first.wwn)
-        self.assertEqual([lio.backstore_name(second.wwn)],
+        self.assertEqual([backstores.name_of(second.wwn)],
                          [name for name in os.listdir(hba)
                           if os.path.isdir(os.path.join(hba, name))])
         self.executor.delete_endpoint(second.wwn)
@@ -157,19 +159,52 @@ class DeleteTestCase(base.FunctionalTestCase):
                                 'naa.5001405f0000f0aa', mode='create')
         self.addCleanup(lambda: foreign.exists and foreign.delete())
         rtslib.LUN(rtslib.TPG(foreign, 1, mode='create'), 0,
-                   rtslib.BlockStorageObject(lio.backstore_name(ep.wwn),
-                                             index=lio.HBA_INDEX))
+                   rtslib.BlockStorageObject(backstores.name_of(ep.wwn),
+                                             index=backstores.HBA_INDEX))
         self.executor.delete_endpoint(ep.wwn)
         self.assertNotIn(ep.wwn, base.vhost_targets())
-        self.assertIn(lio.backstore_name(ep.wwn), base.own_backstores())
+        self.assertIn(backstores.name_of(ep.wwn), base.own_backstores())
         foreign.delete()
         self.assertEqual({'endpoints': [],
-                          'backstores': [lio.backstore_name(ep.wwn)]},
+                          'backstores': [backstores.name_of(ep.wwn)]},
                          self.executor.cleanup())
+
+    def test_a_serial_giving_an_endpoints_identity_is_refused(self):
+        self.executor.create_endpoint(self.make_disk(), serial='vol-1')
+        before = base.configfs_snapshot()
+        err = self.assertRaises(exception.SerialInUse,
+                                self.executor.create_endpoint,
+                                self.make_disk(), serial='lv-1')
+        self.assertIn('naa.60014051' + '0' * 24, str(err))
+        self.assertEqual(before, base.configfs_snapshot())
+
+    def test_a_serial_giving_a_foreign_objects_identity_is_refused(self):
+        rtslib = lio._rtslib()
+        foreign = rtslib.BlockStorageObject('targetcli-disk',
+                                            dev=self.make_disk())
+        self.addCleanup(foreign.delete)
+        foreign.wwn = 'ABC-def-0123'
+        before = base.configfs_snapshot()
+        self.assertRaises(exception.SerialInUse,
+                          self.executor.create_endpoint, self.make_disk(),
+                          serial='abcdef0123')
+        self.assertEqual(before, base.configfs_snapshot())
+
+    def test_a_foreign_object_with_another_company_id_does_not_refuse(self):
+        rtslib = lio._rtslib()
+        foreign = rtslib.BlockStorageObject('targetcli-disk',
+                                            dev=self.make_disk())
+        self.addCleanup(foreign.delete)
+        foreign.wwn = 'vol-1'
+        with open(os.path.join(foreign.path, 'wwn', 'company_id'),
+                  'w') as company_id:
+            company_id.write('0xabcdef')
+        ep = self.executor.create_endpoint(self.make_disk(), serial='vol-1')
+        self.assertEqual('vol-1', ep.luns[0].serial)
 
     def test_cleanup_removes_a_backstore_in_an_hba_of_its_own(self):
         # Where versions before HBA_INDEX put each backstore.
-        name = lio.backstore_name('naa.5001405abc0000aa')
+        name = backstores.name_of('naa.5001405abc0000aa')
         lio._rtslib().BlockStorageObject(name, dev=self.make_disk())
         self.assertEqual({'endpoints': [], 'backstores': [name]},
                          self.executor.cleanup())
@@ -252,7 +287,7 @@ class ConflictTestCase(base.FunctionalTestCase):
         before = base.configfs_snapshot()
         err = self.assertRaises(exception.DeviceInUse,
                                 self.executor.create_endpoint, disk)
-        self.assertIn(lio.backstore_name(ep.wwn), str(err))
+        self.assertIn(backstores.name_of(ep.wwn), str(err))
         self.assertEqual(before, base.configfs_snapshot())
 
     def test_device_held_exclusively_by_another_process(self):
@@ -300,13 +335,13 @@ class RollbackTestCase(base.FunctionalTestCase):
 
     def assertRolledBack(self, disk, wwn):
         self.assertNotIn(wwn, base.vhost_targets())
-        self.assertNotIn(lio.backstore_name(wwn), base.own_backstores())
+        self.assertNotIn(backstores.name_of(wwn), base.own_backstores())
         ep = self.create(disk, wwn=wwn)  # the device is free again
         self.assertEqual(wwn, ep.wwn)
 
     def test_target_created_by_someone_else_midway(self):
         disk, wwn = self.make_disk(), 'naa.5001405abc000010'
-        real_create_backstore = lio._create_backstore
+        real_create_backstore = backstores.create
         racer = os.path.join(base.VHOST, wwn)
 
         def racing_backstore(*args):
@@ -321,7 +356,7 @@ class RollbackTestCase(base.FunctionalTestCase):
         self.assertTrue(os.path.isdir(racer), 'the racer\'s target is gone')
         self.assertEqual([], [name for name in os.listdir(racer)
                               if name.startswith('tpgt_')])
-        self.assertNotIn(lio.backstore_name(wwn), base.own_backstores())
+        self.assertNotIn(backstores.name_of(wwn), base.own_backstores())
 
     def test_tpg_number_the_kernel_refuses(self):
         disk, wwn = self.make_disk(), 'naa.5001405abc000011'

@@ -25,6 +25,7 @@ import time
 import fixtures
 
 from vhost_brick import exception
+from vhost_brick.privileged import backstores
 from vhost_brick.privileged import lio
 from vhost_brick.privileged import state
 from vhost_brick.tests.functional import base
@@ -190,7 +191,7 @@ class CrashTestCase(base.FunctionalTestCase):
             self.assertEqual([disk], [lun.device_path for lun in ep.luns])
             self.assertEqual('present', entry_status(entries, wwn))
         else:
-            self.assertNotIn(lio.backstore_name(wwn), base.own_backstores())
+            self.assertNotIn(backstores.name_of(wwn), base.own_backstores())
             self.assertIsNone(entry_status(entries, wwn))
 
     def lio_time(self, argv):

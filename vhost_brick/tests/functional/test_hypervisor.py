@@ -16,7 +16,8 @@ import os
 
 from vhost_brick import exception
 from vhost_brick import executor
-from vhost_brick.privileged import lio
+from vhost_brick.privileged import backstores
+from vhost_brick.privileged import configfs
 from vhost_brick.tests.functional import base
 from vhost_brick.tests.functional import guest
 
@@ -285,7 +286,7 @@ class HypervisorTestCase(base.FunctionalTestCase):
     def test_journal_commits_reach_the_device_as_flushes(self):
         sd = self.seen(self.disks_at_boot)['journal']['name']
         attribute = os.path.join(
-            lio.CORE, 'iblock_%d' % lio.HBA_INDEX,
+            configfs.CORE, 'iblock_%d' % backstores.HBA_INDEX,
             self.endpoints['journal'].luns[0].backstore, 'attrib',
             'emulate_fua_write')
         self.guest_run('mount -t ext4 /dev/%s /mnt' % sd)

@@ -11,10 +11,13 @@
 # under the License.
 
 import os
+from unittest import mock
 
 import fixtures
 
 from vhost_brick import exception
+from vhost_brick.privileged import backstores
+from vhost_brick.privileged import configfs
 from vhost_brick.privileged import devices
 from vhost_brick.privileged import host
 from vhost_brick.privileged import lio
@@ -44,7 +47,7 @@ class HostTestCase(test_lio.LioTestCase):
         self.record = state.EndpointRecord(
             self.useFixture(fixtures.TempDir()).path)
         self.useFixture(fixtures.MockPatchObject(
-            lio, '_linked_backstores', side_effect=linked_backstores))
+            configfs, 'linked_storage_names', side_effect=linked_backstores))
         self.identities = {}
         self.admitted = []
         self.useFixture(fixtures.MockPatchObject(
@@ -205,14 +208,14 @@ class CrashTestCase(HostTestCase):
 class CleanupTestCase(HostTestCase):
 
     def test_unrecorded_orphan_backstore_is_removed(self):
-        fake_rtslib.BlockStorageObject(lio.backstore_name(WWN), dev=DEVICE)
+        fake_rtslib.BlockStorageObject(backstores.name_of(WWN), dev=DEVICE)
         self.assertEqual({'endpoints': [],
-                          'backstores': [lio.backstore_name(WWN)]},
+                          'backstores': [backstores.name_of(WWN)]},
                          host.cleanup(self.record))
         self.assertEqual([], fake_rtslib.snapshot()['storage'])
 
     def test_orphan_backstore_with_its_lun_less_target_is_removed(self):
-        fake_rtslib.BlockStorageObject(lio.backstore_name(WWN), dev=DEVICE)
+        fake_rtslib.BlockStorageObject(backstores.name_of(WWN), dev=DEVICE)
         fake_rtslib.TPG(fake_rtslib.Target(fake_rtslib.FabricModule('vhost'),
                                            WWN, mode='create'), 1)
         self.assertEqual([WWN], host.cleanup(self.record)['endpoints'])
@@ -247,6 +250,24 @@ class RestoreTestCase(HostTestCase):
         self.assertEqual(created, lio.show(WWN))
         self.assertEqual('volume-1', created['luns'][0]['serial'])
         self.assertTrue(created['luns'][0]['read_only'])
+
+    def test_restore_brings_back_serials_whose_identities_collide(self):
+        # Recorded by a version that did not refuse them.
+        host.create(self.record, ALLOWED, DEVICE, wwn=WWN, serial='vol-1')
+        with mock.patch.object(backstores, 'refuse_taken_identity'):
+            host.create(self.record, ALLOWED, OTHER_DEVICE, wwn=NEXUS,
+                        serial='lv-1')
+        self.reboot()
+        report = host.restore(self.record, ALLOWED)
+        self.assertEqual([], report['failed'])
+        self.assertEqual(['lv-1', 'vol-1'], sorted(
+            ep['luns'][0]['serial'] for ep in report['restored']))
+
+    def test_create_refuses_a_serial_whose_identity_is_taken(self):
+        host.create(self.record, ALLOWED, DEVICE, wwn=WWN, serial='vol-1')
+        self.assertRaises(exception.SerialInUse, host.create, self.record,
+                          ALLOWED, OTHER_DEVICE, wwn=NEXUS, serial='lv-1')
+        self.assertEqual([WWN], list(self.record.load()))
 
     def test_restore_reapplies_the_recorded_discard_policy(self):
         created = host.create(self.record, ALLOWED, DEVICE, wwn=WWN,
@@ -377,6 +398,18 @@ class BatchTestCase(HostTestCase):
         self.assertEqual([self.OTHER_WWN],
                          [t[1] for t in fake_rtslib.snapshot()['targets']])
         self.assertEqual([self.OTHER_WWN], list(self.record.load()))
+
+    def test_a_serial_colliding_within_the_batch_is_refused_and_unrecorded(
+            self):
+        specs = self.specs()
+        specs[0]['serial'], specs[1]['serial'] = 'vol-1', 'lv-1'
+        report = host.create_many(self.record, ALLOWED, specs)
+        [failure] = report['failed']
+        self.assertEqual('SerialInUse', failure['error']['error'])
+        self.assertEqual(self.OTHER_WWN, failure['item']['wwn'])
+        self.assertEqual([WWN], list(self.record.load()))
+        self.assertEqual([WWN],
+                         [t[1] for t in fake_rtslib.snapshot()['targets']])
 
     def test_unexpected_error_is_reported_as_backend_error(self):
         fake_rtslib.STATE.fail_on['target'] = RuntimeError('surprise')

@@ -20,6 +20,8 @@ from unittest import mock
 import fixtures
 
 from vhost_brick import exception
+from vhost_brick.privileged import backstores
+from vhost_brick.privileged import configfs
 from vhost_brick.privileged import devices
 from vhost_brick.privileged import lio
 from vhost_brick.tests import base
@@ -45,7 +47,7 @@ class LioTestCase(base.TestCase):
                            ('CORE', self.root + '/core'),
                            ('VHOST_FABRIC', self.root + '/vhost')):
             self.useFixture(fixtures.MonkeyPatch(
-                'vhost_brick.privileged.lio.' + name, path))
+                'vhost_brick.privileged.configfs.' + name, path))
         self.useFixture(fixtures.MonkeyPatch('os.mkdir', fake_rtslib.mkdir))
         self.useFixture(fixtures.MonkeyPatch('os.rmdir', fake_rtslib.rmdir))
         self.useFixture(fixtures.MonkeyPatch('os.symlink',
@@ -86,7 +88,7 @@ class LioTestCase(base.TestCase):
         self.useFixture(fixtures.MockPatchObject(
             lio.validation, '_sectors', return_value=2048))
         self.fua_from_cache = self.useFixture(fixtures.MockPatchObject(
-            lio.devices, 'acknowledges_fua_from_cache',
+            backstores.devices, 'acknowledges_fua_from_cache',
             return_value=False)).mock
         self.useFixture(fixtures.MockPatch('os.open', side_effect=fake_open))
         self.useFixture(fixtures.MockPatchObject(
@@ -134,7 +136,7 @@ class LioTestCase(base.TestCase):
 
     @property
     def hba(self):
-        return os.path.join(self.root, 'core', 'iblock_%d' % lio.HBA_INDEX)
+        return os.path.join(self.root, 'core', backstores.HBA)
 
     @contextlib.contextmanager
     def fake_claim(self, wwn):
@@ -178,7 +180,7 @@ class CreateTestCase(LioTestCase):
         device = devices.Device(DEVICE, '/dev/loop0', RDEV['/dev/loop0'],
                                 None)
         lio.create(device, WWN, NEXUS, 'serial-1')
-        backstore = os.path.join(self.hba, lio.backstore_name(WWN))
+        backstore = os.path.join(self.hba, backstores.name_of(WWN))
         with open(os.path.join(backstore, 'control')) as control:
             self.assertEqual('udev_path=/dev/loop0,readonly=0',
                              control.read())
@@ -244,14 +246,14 @@ class CreateTestCase(LioTestCase):
         fake_rtslib.BlockStorageObject('disk0', dev='/dev/loop0')
         self.assertEqual(
             ['iblock_0/disk0',
-             'iblock_%d/%s' % (lio.HBA_INDEX, lio.backstore_name(WWN))],
-            lio.lio_users(RDEV[DEVICE]))
+             'iblock_%d/%s' % (backstores.HBA_INDEX, backstores.name_of(WWN))],
+            backstores.users(RDEV[DEVICE]))
         self.assertEqual(['iblock_0/disk0'],
-                         lio.lio_users(RDEV[DEVICE], include_own=False))
+                         backstores.users(RDEV[DEVICE], include_own=False))
 
     def test_lio_users_without_lio_is_empty(self):
-        with mock.patch.object(lio, 'CORE', '/nonexistent/core'):
-            self.assertEqual([], lio.lio_users(RDEV[DEVICE]))
+        with mock.patch.object(configfs, 'CORE', '/nonexistent/core'):
+            self.assertEqual([], backstores.users(RDEV[DEVICE]))
 
     def test_a_wwn_the_installed_rtslib_cannot_make_is_invalid(self):
         # rtslib-fb 2.1: NAA types 1, 2 and 5 only.
@@ -285,7 +287,7 @@ class CreateTestCase(LioTestCase):
     def test_the_first_create_loads_vhost_scsi_and_makes_the_fabric(self):
         self.create(DEVICE, wwn=WWN)
         self.modprobe.assert_called_once_with('vhost_scsi')
-        self.assertTrue(os.path.isdir(lio.VHOST_FABRIC))
+        self.assertTrue(os.path.isdir(configfs.VHOST_FABRIC))
 
     def test_a_fabric_the_kernel_will_not_make_is_kernel_support_missing(self):
         # What mkdir of target/vhost gets without vhost_scsi loaded.
@@ -299,9 +301,8 @@ class CreateTestCase(LioTestCase):
         self.assertFalse(os.path.exists(self.hba))
 
     def test_orphan_backstore_of_same_wwn_is_replaced(self):
-        lio._create_backstore('vhost-brick-5001405000000001',
-                              self.device(OTHER_DEVICE), 'serial-0', False,
-                              None)
+        backstores.create('vhost-brick-5001405000000001',
+                          self.device(OTHER_DEVICE), 'serial-0', False, None)
         self.create(DEVICE, wwn=WWN)
         self.assertEqual(
             [('block', 'vhost-brick-5001405000000001', DEVICE)],
@@ -324,7 +325,7 @@ class GuestAttributesTestCase(LioTestCase):
     """What the guest is told of discard and FUA, from the device."""
 
     def attribute(self, name, wwn=WWN):
-        path = os.path.join(self.hba, lio.backstore_name(wwn), 'attrib', name)
+        path = os.path.join(self.hba, backstores.name_of(wwn), 'attrib', name)
         with open(path) as attribute:
             return attribute.read()
 
@@ -355,7 +356,7 @@ class GuestAttributesTestCase(LioTestCase):
 
     def test_discard_is_set_after_enable_and_before_the_lun_links(self):
         steps = []
-        real_write, real_symlink = lio._write, os.symlink
+        real_write, real_symlink = configfs.write, os.symlink
 
         def write(path, value):
             steps.append(os.path.basename(path))
@@ -364,7 +365,7 @@ class GuestAttributesTestCase(LioTestCase):
         def symlink(source, link):
             steps.append('lun link')
             return real_symlink(source, link)
-        with mock.patch.object(lio, '_write', side_effect=write), \
+        with mock.patch.object(configfs, 'write', side_effect=write), \
                 mock.patch('os.symlink', side_effect=symlink):
             self.create(DEVICE, wwn=WWN)
         self.assertLess(steps.index('enable'), steps.index('emulate_tpu'))
@@ -395,6 +396,113 @@ class GuestAttributesTestCase(LioTestCase):
                                                serial='serial-1'))
 
 
+class IdentityTestCase(LioTestCase):
+    """A serial is refused when its guest-visible identity is taken."""
+
+    def create_checked(self, device_path, wwn, serial, identities=None):
+        return lio.create(self.device(device_path), wwn, None, serial,
+                          identities=identities or backstores.Identities())
+
+    def foreign_object(self, name, serial, company_id=None):
+        storage = fake_rtslib.BlockStorageObject(name, dev=OTHER_DEVICE)
+        with open(os.path.join(storage.path, 'wwn', 'vpd_unit_serial'),
+                  'w') as attribute:
+            attribute.write(serial)
+        if company_id is not None:
+            with open(os.path.join(storage.path, 'wwn', 'company_id'),
+                      'w') as attribute:
+                attribute.write('%#08x\n' % company_id)
+        return storage
+
+    def test_the_designator_is_lios_from_the_first_25_hex_digits(self):
+        self.assertEqual(
+            'naa.60014056f1a0b2e1d3c4c559f005b0e2',
+            backstores.naa_designator('6f1a0b2e-1d3c-4c55-9f00-5b0e2f8b1a11'))
+
+    def test_the_designator_skips_other_characters_and_pads_with_zeros(self):
+        self.assertEqual('naa.6001405' + 'dbd'.ljust(25, '0'),
+                         backstores.naa_designator('db-disk'))
+
+    def test_the_designator_ignores_the_case_of_hex_digits(self):
+        self.assertEqual(backstores.naa_designator('ABC-1'),
+                         backstores.naa_designator('abc-1'))
+
+    def test_the_designator_carries_the_company_id(self):
+        self.assertEqual('naa.6abcdef1' + '0' * 24,
+                         backstores.naa_designator('1', 0xabcdef))
+
+    def test_a_serial_without_text_has_no_designator(self):
+        self.assertIsNone(backstores.naa_designator(''))
+
+    def test_a_serial_colliding_with_an_endpoints_is_refused(self):
+        self.create_checked(DEVICE, WWN, 'vol-1')
+        before = fake_rtslib.snapshot()
+        err = self.assertRaises(exception.SerialInUse, self.create_checked,
+                                OTHER_DEVICE, NEXUS, 'lv-1')
+        self.assertEqual('naa.6001405' + '1'.ljust(25, '0'),
+                         err.kwargs['designator'])
+        self.assertEqual('%s/%s' % (backstores.HBA, backstores.name_of(WWN)),
+                         err.kwargs['owner'])
+        self.assertEqual(before, fake_rtslib.snapshot())
+
+    def test_serials_differing_only_in_trailing_zeros_collide(self):
+        self.create_checked(DEVICE, WWN, 'a1')
+        self.assertRaises(exception.SerialInUse, self.create_checked,
+                          OTHER_DEVICE, NEXUS, 'a10')
+
+    def test_a_serial_colliding_with_a_foreign_objects_is_refused(self):
+        self.foreign_object('targetcli-disk', 'vol-1')
+        err = self.assertRaises(exception.SerialInUse, self.create_checked,
+                                DEVICE, WWN, 'x-1')
+        self.assertIn('targetcli-disk', err.kwargs['owner'])
+        self.assertEqual([], os.listdir(os.path.join(self.root, 'vhost'))
+                         if os.path.isdir(os.path.join(self.root, 'vhost'))
+                         else [])
+
+    def test_another_company_id_gives_another_identity(self):
+        self.foreign_object('targetcli-disk', 'vol-1', company_id=0xabcdef)
+        self.create_checked(DEVICE, WWN, 'vol-1')
+        self.assertEqual('vol-1', lio.show(WWN)['luns'][0]['serial'])
+
+    def test_distinct_designators_are_accepted(self):
+        self.create_checked(DEVICE, WWN, 'vol-1')
+        self.create_checked(OTHER_DEVICE, NEXUS, 'vol-2')
+        self.assertEqual(['vol-1', 'vol-2'],
+                         [ep['luns'][0]['serial']
+                          for ep in lio.list_endpoints()])
+
+    def test_our_leftover_backstore_for_the_same_wwn_does_not_refuse(self):
+        backstores.create(backstores.name_of(WWN), self.device(DEVICE),
+                          'vol-1', False, None)
+        self.create_checked(DEVICE, WWN, 'vol-1')
+        self.assertEqual('vol-1', lio.show(WWN)['luns'][0]['serial'])
+
+    def test_a_batch_reads_the_storage_objects_once(self):
+        identities = backstores.Identities()
+        with mock.patch.object(configfs, 'storage_objects',
+                               wraps=configfs.storage_objects) as walk:
+            self.create_checked(DEVICE, WWN, 'vol-1', identities)
+            self.assertRaises(exception.SerialInUse, self.create_checked,
+                              OTHER_DEVICE, NEXUS, 'lv-1', identities)
+        # The second create saw the first through add(), not a new walk;
+        # the other walks are of foreign objects only (refuse_users).
+        self.assertEqual([mock.call()] + [mock.call(skip_hba=backstores.HBA)]
+                         * 2, sorted(walk.call_args_list, key=str))
+
+    def test_an_owner_deleted_since_the_walk_no_longer_refuses(self):
+        identities = backstores.Identities()
+        self.create_checked(DEVICE, WWN, 'vol-1', identities)
+        lio.delete(WWN)
+        self.create_checked(OTHER_DEVICE, NEXUS, 'lv-1', identities)
+        self.assertEqual('lv-1', lio.show(NEXUS)['luns'][0]['serial'])
+
+    def test_a_create_without_identities_does_not_check(self):
+        # What restore does: it brings back what was accepted before.
+        self.create_checked(DEVICE, WWN, 'vol-1')
+        lio.create(self.device(OTHER_DEVICE), NEXUS, None, 'lv-1')
+        self.assertEqual('lv-1', lio.show(NEXUS)['luns'][0]['serial'])
+
+
 class StatsTestCase(LioTestCase):
     """LIO's counters of an endpoint's LUNs, as the kernel keeps them."""
 
@@ -411,7 +519,7 @@ class StatsTestCase(LioTestCase):
                             ('scsi_tgt_port/read_mbytes', 3),
                             ('scsi_tgt_port/write_mbytes', 5)):
             self.counter(self.lun_dir(), path, value)
-        storage = os.path.join(self.hba, lio.backstore_name(WWN))
+        storage = os.path.join(self.hba, backstores.name_of(WWN))
         for path, value in (('scsi_tgt_dev/resets', 1),
                             ('scsi_tgt_dev/aborts_complete', 2),
                             ('scsi_tgt_dev/aborts_no_task', 4)):
@@ -500,8 +608,8 @@ class DeleteTestCase(LioTestCase):
         self.assertEqual(before, fake_rtslib.snapshot())
 
     def test_delete_unknown_wwn_removes_our_orphan_backstore(self):
-        lio._create_backstore('vhost-brick-5001405000000001',
-                              self.device(DEVICE), 'serial-0', False, None)
+        backstores.create('vhost-brick-5001405000000001',
+                          self.device(DEVICE), 'serial-0', False, None)
         self.assertFalse(lio.delete(WWN))
         self.assertEqual([], fake_rtslib.snapshot()['storage'])
 
@@ -635,7 +743,7 @@ class ReadTestCase(LioTestCase):
         self.assertEqual([], lio.list_endpoints())
 
     def test_list_without_lio_is_empty(self):
-        with mock.patch.object(lio, 'VHOST_FABRIC', '/nonexistent/vhost'):
+        with mock.patch.object(configfs, 'VHOST_FABRIC', '/nonexistent/vhost'):
             self.assertEqual([], lio.list_endpoints())
 
     def test_target_deleted_while_listing_is_skipped(self):
@@ -644,7 +752,7 @@ class ReadTestCase(LioTestCase):
         real_scandir = os.scandir
 
         def scandir_then_delete(path):
-            if path != lio.VHOST_FABRIC:
+            if path != configfs.VHOST_FABRIC:
                 return real_scandir(path)
             entries = list(real_scandir(path))
             gone.target.delete()
@@ -716,11 +824,11 @@ class BackstoreLayoutTestCase(LioTestCase):
     """Our backstores share one HBA; older ones had an HBA each."""
 
     def path(self, wwn=WWN):
-        return os.path.join(self.hba, lio.backstore_name(wwn))
+        return os.path.join(self.hba, backstores.name_of(wwn))
 
     def old_layout_endpoint(self):
         """An endpoint as versions before HBA_INDEX made it."""
-        storage = fake_rtslib.BlockStorageObject(lio.backstore_name(WWN),
+        storage = fake_rtslib.BlockStorageObject(backstores.name_of(WWN),
                                                  dev=DEVICE)
         target = fake_rtslib.Target(fake_rtslib.FabricModule('vhost'), WWN,
                                     mode='create')
@@ -739,25 +847,25 @@ class BackstoreLayoutTestCase(LioTestCase):
     def test_endpoints_share_one_hba(self):
         self.create(DEVICE, wwn=WWN)
         self.create(OTHER_DEVICE, wwn=NEXUS)
-        self.assertEqual(['iblock_%d' % lio.HBA_INDEX],
+        self.assertEqual(['iblock_%d' % backstores.HBA_INDEX],
                          os.listdir(os.path.join(self.root, 'core')))
-        self.assertEqual(sorted([lio.backstore_name(WWN),
-                                 lio.backstore_name(NEXUS)]),
+        self.assertEqual(sorted([backstores.name_of(WWN),
+                                 backstores.name_of(NEXUS)]),
                          sorted(os.listdir(self.hba)))
 
     def test_backstore_is_found_by_its_path_without_a_scan(self):
         self.create(DEVICE, wwn=WWN)
         with mock.patch('os.listdir', side_effect=AssertionError('scan')), \
                 mock.patch('os.scandir', side_effect=AssertionError('scan')):
-            self.assertEqual(self.path(), lio._find_backstore(
-                lio.backstore_name(WWN)))
-            self.assertIsNone(lio._find_backstore(lio.backstore_name(NEXUS)))
+            self.assertEqual(self.path(), backstores.find(
+                backstores.name_of(WWN)))
+            self.assertIsNone(backstores.find(backstores.name_of(NEXUS)))
 
     def test_delete_keeps_the_hba_while_other_backstores_use_it(self):
         self.create(DEVICE, wwn=WWN)
         self.create(OTHER_DEVICE, wwn=NEXUS)
         lio.delete(WWN)
-        self.assertEqual([lio.backstore_name(NEXUS)], os.listdir(self.hba))
+        self.assertEqual([backstores.name_of(NEXUS)], os.listdir(self.hba))
 
     def test_deleting_the_last_endpoint_removes_the_hba(self):
         self.create(DEVICE, wwn=WWN)
@@ -771,13 +879,14 @@ class BackstoreLayoutTestCase(LioTestCase):
                                      'naa.5001405aaaaaaaaa', mode='create')
         fake_rtslib.LUN(fake_rtslib.TPG(foreign, 1), 0,
                         fake_rtslib.BlockStorageObject(
-                            lio.backstore_name(WWN), index=lio.HBA_INDEX))
+                            backstores.name_of(WWN),
+                            index=backstores.HBA_INDEX))
         self.assertTrue(lio.delete(WWN))
         snapshot = fake_rtslib.snapshot()
-        self.assertEqual([('block', lio.backstore_name(WWN), DEVICE)],
+        self.assertEqual([('block', backstores.name_of(WWN), DEVICE)],
                          snapshot['storage'])
         self.assertEqual([('loopback', 'naa.5001405aaaaaaaaa',
-                           ((0, lio.backstore_name(WWN)),))],
+                           ((0, backstores.name_of(WWN)),))],
                          [(fabric, wwn, luns) for fabric, wwn, _tag,
                           _nexus, luns in snapshot['targets']])
         self.assertIn('Leaving backstore %s' % self.path(), logger.output)
@@ -793,12 +902,11 @@ class BackstoreLayoutTestCase(LioTestCase):
             self.assertFalse(lio.delete(WWN))
 
     def test_orphan_backstores_include_the_old_layout(self):
-        fake_rtslib.BlockStorageObject(lio.backstore_name(WWN), dev=DEVICE)
-        lio._create_backstore(lio.backstore_name(NEXUS),
-                              self.device(OTHER_DEVICE), 'serial-0', False,
-                              None)
-        self.assertEqual(sorted([lio.backstore_name(WWN),
-                                 lio.backstore_name(NEXUS)]),
+        fake_rtslib.BlockStorageObject(backstores.name_of(WWN), dev=DEVICE)
+        backstores.create(backstores.name_of(NEXUS),
+                          self.device(OTHER_DEVICE), 'serial-0', False, None)
+        self.assertEqual(sorted([backstores.name_of(WWN),
+                                 backstores.name_of(NEXUS)]),
                          lio.orphan_backstores())
 
     def test_linked_backstores_are_not_orphans(self):
@@ -808,11 +916,11 @@ class BackstoreLayoutTestCase(LioTestCase):
         self.assertEqual([], lio.orphan_backstores())
 
     def test_orphan_backstores_without_lio_is_empty(self):
-        with mock.patch.object(lio, 'CORE', '/nonexistent/core'):
+        with mock.patch.object(configfs, 'CORE', '/nonexistent/core'):
             self.assertEqual([], lio.orphan_backstores())
 
     def test_delete_backstore_removes_an_old_layout_one_with_its_hba(self):
-        storage = fake_rtslib.BlockStorageObject(lio.backstore_name(WWN),
+        storage = fake_rtslib.BlockStorageObject(backstores.name_of(WWN),
                                                  dev=DEVICE)
         lio.delete_backstore(storage.name)
         self.assertEqual([], os.listdir(os.path.join(self.root, 'core')))
@@ -848,7 +956,7 @@ class KernelSupportTestCase(base.TestCase):
 
     def test_backstore_name_is_derived_from_the_wwn(self):
         self.assertEqual('vhost-brick-5001405000000001',
-                         lio.backstore_name(WWN))
+                         backstores.name_of(WWN))
 
     def test_rtslib_import_failure_raises_kernel_support_missing(self):
         with mock.patch.object(lio.importlib, 'import_module',
