@@ -17,8 +17,10 @@ sets VHOST_BRICK_FUNCTIONAL=1). There, a kernel without the modules they
 need is a failure, not a skip.
 """
 
+import glob
 import os
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -153,6 +155,72 @@ class LoopDevice(fixtures.Fixture):
         """Grow the backing file and tell the loop device, as online."""
         os.truncate(self.backing_file, size)
         run('losetup', '--set-capacity', self.path)
+
+
+# For a VM without udev: LVM makes its device nodes itself, and activates
+# thin pools without thin_check (thin-provisioning-tools is not needed).
+LVM_SETTINGS = """\
+devices {
+    obtain_device_list_from_udev = 0
+    use_devicesfile = 0
+}
+activation {
+    udev_sync = 0
+    udev_rules = 0
+}
+global {
+    thin_check_executable = ""
+}
+"""
+
+
+def remove_volume_group(lvm, group):
+    """vgremove with lvm; fail if a mapping of the group is left behind."""
+    lvm('vgremove', '--force', group)
+    mapped = run('dmsetup', 'ls')
+    prefix = group.replace('-', '--') + '-'
+    if prefix in mapped:
+        raise AssertionError('device-mapper still maps LVs of %s:\n%s'
+                             % (group, mapped))
+    # Without udev, LVM leaves the nodes of removed LVs behind, and the
+    # next vgcreate of the name refuses ("already exists in filesystem").
+    shutil.rmtree('/dev/' + group, ignore_errors=True)
+    for node in glob.glob('/dev/mapper/' + prefix + '*'):
+        os.unlink(node)
+
+
+class ThinVolume(fixtures.Fixture):
+    """A thin LV in a thin pool of its own, on a sparse loop device."""
+
+    def __init__(self, size=32 << 20, pool_size=64 << 20):
+        super().__init__()
+        self.size = size
+        self.pool_size = pool_size
+
+    def _setUp(self):
+        run('modprobe', 'dm_thin_pool')
+        self.lvm_dir = self.useFixture(fixtures.TempDir()).path
+        with open(os.path.join(self.lvm_dir, 'lvm.conf'), 'w') as conf:
+            conf.write(LVM_SETTINGS)
+        disk = self.useFixture(LoopDevice(size=self.pool_size + (16 << 20)))
+        self.group = 'vhost-brick-thin-' + os.urandom(3).hex()
+        self.lvm('vgcreate', self.group, disk.path)
+        self.addCleanup(remove_volume_group, self.lvm, self.group)
+        self.lvm('lvcreate', '--type', 'thin-pool', '--size',
+                 '%dm' % (self.pool_size >> 20), '--name', 'pool', self.group)
+        self.lvm('lvcreate', '--type', 'thin', '--virtualsize',
+                 '%dm' % (self.size >> 20), '--thinpool', 'pool',
+                 '--name', 'thin', self.group)
+        self.path = '/dev/%s/thin' % self.group
+
+    def lvm(self, *args):
+        """Run an LVM command with this fixture's LVM configuration."""
+        return run('env', 'LVM_SYSTEM_DIR=' + self.lvm_dir, *args)
+
+    def data_percent(self):
+        """How full the pool's data is, as ``lvs`` reports it."""
+        return float(self.lvm('lvs', '--noheadings', '-o', 'data_percent',
+                              self.group + '/pool').strip())
 
 
 class RootConfig(fixtures.Fixture):

@@ -64,6 +64,7 @@ class HypervisorTestCase(base.FunctionalTestCase):
     ``disk``, a loop device on a sparse tmpfs file (discard, a volatile
     write cache, no FUA); ``journal``, the same holding an ext4 made on
     the host; ``sector_4k``, a loop device of 4096-byte sectors;
+    ``thin``, a thin LV in a thin pool (Cinder's LVM default);
     ``no_discard``, a null_blk device (no discard, no write cache);
     ``hidden``, a loop device exported with ``discard=False``; and
     ``read_only``, a loop device exported read-only.
@@ -83,6 +84,7 @@ class HypervisorTestCase(base.FunctionalTestCase):
         cls.journal = cls.class_fixture(base.LoopDevice(size=64 << 20))
         base.run('mkfs.ext4', '-q', cls.journal.path)
         cls.sector_4k = cls.class_fixture(base.LoopDevice(sector_size=4096))
+        cls.thin = cls.class_fixture(base.ThinVolume())
         cls.hidden = cls.class_fixture(base.LoopDevice())
         cls.read_only_sector0 = 'read-only-' + os.urandom(8).hex()
         cls.read_only = cls.class_fixture(base.LoopDevice(
@@ -94,6 +96,7 @@ class HypervisorTestCase(base.FunctionalTestCase):
                 ('disk', cls.disk.path, {}),
                 ('journal', cls.journal.path, {}),
                 ('sector_4k', cls.sector_4k.path, {}),
+                ('thin', cls.thin.path, {}),
                 ('no_discard', NULL_BLK, {}),
                 ('hidden', cls.hidden.path, {'discard': False}),
                 ('read_only', cls.read_only.path, {'read_only': True}))}
@@ -210,13 +213,14 @@ class HypervisorTestCase(base.FunctionalTestCase):
 
     def test_the_guest_has_discard_exactly_where_the_device_has_it(self):
         seen = self.seen(self.disks_at_boot)
-        for name in ('disk', 'journal', 'sector_4k', 'no_discard'):
+        for name in ('disk', 'journal', 'sector_4k', 'thin', 'no_discard'):
             device = self.endpoints[name].luns[0].device_path
             has_discard = base.queue_limit(device, 'discard_max_bytes') > 0
             self.assertEqual(has_discard, self.endpoints[name].luns[0].discard,
                              name)
             self.assertEqual(has_discard, seen[name]['discard'], name)
         self.assertTrue(seen['disk']['discard'])
+        self.assertTrue(seen['thin']['discard'])
         self.assertFalse(seen['no_discard']['discard'])
 
     def test_a_hidden_discard_is_not_offered_and_fails_in_the_guest(self):
@@ -239,6 +243,19 @@ class HypervisorTestCase(base.FunctionalTestCase):
         freed = written - os.stat(self.disk.backing_file).st_blocks * 512
         self.assertGreaterEqual(freed, 8 << 20)
 
+    def test_a_guest_discard_frees_the_space_in_the_thin_pool(self):
+        sd = self.seen(self.disks_at_boot)['thin']['name']
+        self.guest_run('dd if=/dev/zero of=/dev/%s bs=1M count=16 '
+                       'conv=fsync 2>&1' % sd)
+        # 16 MiB of the 64 MiB pool.
+        written = self.thin.data_percent()
+        self.assertGreaterEqual(written, 24.0)
+        self.guest_run('blkdiscard /dev/%s' % sd)
+        left = self.thin.data_percent()
+        print('thin pool data: %.2f %% written, %.2f %% after the discard'
+              % (written, left))
+        self.assertLess(left, 1.0)
+
     def test_the_guest_reads_a_read_only_disk_it_sees_write_protected(self):
         read_only = self.seen(self.disks_at_boot)['read_only']
         self.assertEqual(
@@ -259,7 +276,7 @@ class HypervisorTestCase(base.FunctionalTestCase):
 
     def test_the_guest_is_not_told_fua_the_cache_would_acknowledge(self):
         seen = self.seen(self.disks_at_boot)
-        for name in ('disk', 'journal', 'sector_4k', 'hidden'):
+        for name in ('disk', 'journal', 'sector_4k', 'thin', 'hidden'):
             device = self.endpoints[name].luns[0].device_path
             self.assertEqual(0, base.queue_limit(device, 'fua'), name)
             self.assertEqual('write back', seen[name]['write_cache'], name)

@@ -21,7 +21,6 @@ runs every command through ``sudo cinder-rootwrap``, and the vhost
 target starts vhost_brick's privsep daemon the same way.
 """
 
-import glob
 import os
 import shlex
 import shutil
@@ -43,17 +42,6 @@ LVM_CONF = ETC + '/lvm.conf'
 OUR_FILTERS = os.path.join(REPO, 'etc', 'vhost-brick', 'rootwrap.d',
                            'vhost-brick.filters')
 BACKEND = 'lvm-vhost'
-# The VM runs no udev: LVM makes its device nodes itself.
-LVM_SETTINGS = """\
-devices {
-    obtain_device_list_from_udev = 0
-    use_devicesfile = 0
-}
-activation {
-    udev_sync = 0
-    udev_rules = 0
-}
-"""
 
 
 def lvm(*args):
@@ -75,26 +63,11 @@ class CinderVolumeHost(fixtures.Fixture):
         self._install_rootwrap()
         self._init_privsep()
         with open(LVM_CONF, 'w') as conf:
-            conf.write(LVM_SETTINGS)
+            conf.write(base.LVM_SETTINGS)
         self.addCleanup(os.unlink, LVM_CONF)
         disk = self.useFixture(base.LoopDevice(size=3 << 30))
         lvm('vgcreate', self.volume_group, disk.path)
-        self.addCleanup(self._remove_volume_group)
-
-    def _remove_volume_group(self):
-        """vgremove; fail if a mapping of the group is left behind."""
-        lvm('vgremove', '--force', self.volume_group)
-        mapped = base.run('dmsetup', 'ls')
-        prefix = self.volume_group.replace('-', '--') + '-'
-        if prefix in mapped:
-            raise AssertionError('device-mapper still maps LVs of %s:\n%s'
-                                 % (self.volume_group, mapped))
-        # Without udev, LVM leaves the nodes of removed LVs behind, and
-        # the next vgcreate of the name refuses ("already exists in
-        # filesystem").
-        shutil.rmtree('/dev/' + self.volume_group, ignore_errors=True)
-        for node in glob.glob('/dev/mapper/' + prefix + '*'):
-            os.unlink(node)
+        self.addCleanup(base.remove_volume_group, lvm, self.volume_group)
 
     def _install_rootwrap(self):
         """Cinder's rootwrap.conf, Cinder's volume filters and ours."""
