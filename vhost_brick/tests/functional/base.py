@@ -114,9 +114,14 @@ def configfs_snapshot():
 
 
 def queue_attribute(device_path, name):
-    """An attribute of the device's sysfs queue, e.g. write_cache."""
-    with open('/sys/class/block/%s/queue/%s'
-              % (os.path.basename(os.path.realpath(device_path)), name)) as f:
+    """An attribute of the device's sysfs queue, e.g. write_cache.
+
+    Found by device number: an LV's node made by LVM without udev is
+    named after the LV, not dm-N.
+    """
+    rdev = os.stat(device_path).st_rdev
+    with open('/sys/dev/block/%d:%d/queue/%s'
+              % (os.major(rdev), os.minor(rdev), name)) as f:
         return f.read().strip()
 
 

@@ -169,39 +169,6 @@ class DeleteTestCase(base.FunctionalTestCase):
                           'backstores': [backstores.name_of(ep.wwn)]},
                          self.executor.cleanup())
 
-    def test_a_serial_giving_an_endpoints_identity_is_refused(self):
-        self.executor.create_endpoint(self.make_disk(), serial='vol-1')
-        before = base.configfs_snapshot()
-        err = self.assertRaises(exception.SerialInUse,
-                                self.executor.create_endpoint,
-                                self.make_disk(), serial='lv-1')
-        self.assertIn('naa.60014051' + '0' * 24, str(err))
-        self.assertEqual(before, base.configfs_snapshot())
-
-    def test_a_serial_giving_a_foreign_objects_identity_is_refused(self):
-        rtslib = lio._rtslib()
-        foreign = rtslib.BlockStorageObject('targetcli-disk',
-                                            dev=self.make_disk())
-        self.addCleanup(foreign.delete)
-        foreign.wwn = 'ABC-def-0123'
-        before = base.configfs_snapshot()
-        self.assertRaises(exception.SerialInUse,
-                          self.executor.create_endpoint, self.make_disk(),
-                          serial='abcdef0123')
-        self.assertEqual(before, base.configfs_snapshot())
-
-    def test_a_foreign_object_with_another_company_id_does_not_refuse(self):
-        rtslib = lio._rtslib()
-        foreign = rtslib.BlockStorageObject('targetcli-disk',
-                                            dev=self.make_disk())
-        self.addCleanup(foreign.delete)
-        foreign.wwn = 'vol-1'
-        with open(os.path.join(foreign.path, 'wwn', 'company_id'),
-                  'w') as company_id:
-            company_id.write('0xabcdef')
-        ep = self.executor.create_endpoint(self.make_disk(), serial='vol-1')
-        self.assertEqual('vol-1', ep.luns[0].serial)
-
     def test_cleanup_removes_a_backstore_in_an_hba_of_its_own(self):
         # Where versions before HBA_INDEX put each backstore.
         name = backstores.name_of('naa.5001405abc0000aa')
@@ -326,6 +293,43 @@ class InUseTestCase(base.FunctionalTestCase):
         self.assertNotIn(ep.wwn, base.vhost_targets())
 
 
+class IdentityTestCase(base.FunctionalTestCase):
+    """A serial whose guest identity (NAA designator) is taken is refused."""
+
+    def test_a_serial_giving_an_endpoints_identity_is_refused(self):
+        self.create(self.make_disk(), serial='vol-1')
+        before = base.configfs_snapshot()
+        err = self.assertRaises(exception.SerialInUse,
+                                self.executor.create_endpoint,
+                                self.make_disk(), serial='lv-1')
+        self.assertIn('naa.60014051' + '0' * 24, str(err))
+        self.assertEqual(before, base.configfs_snapshot())
+
+    def test_a_serial_giving_a_foreign_objects_identity_is_refused(self):
+        rtslib = lio._rtslib()
+        foreign = rtslib.BlockStorageObject('targetcli-disk',
+                                            dev=self.make_disk())
+        self.addCleanup(foreign.delete)
+        foreign.wwn = 'ABC-def-0123'
+        before = base.configfs_snapshot()
+        self.assertRaises(exception.SerialInUse,
+                          self.executor.create_endpoint, self.make_disk(),
+                          serial='abcdef0123')
+        self.assertEqual(before, base.configfs_snapshot())
+
+    def test_a_foreign_object_with_another_company_id_does_not_refuse(self):
+        rtslib = lio._rtslib()
+        foreign = rtslib.BlockStorageObject('targetcli-disk',
+                                            dev=self.make_disk())
+        self.addCleanup(foreign.delete)
+        foreign.wwn = 'vol-1'
+        with open(os.path.join(foreign.path, 'wwn', 'company_id'),
+                  'w') as company_id:
+            company_id.write('0xabcdef')
+        ep = self.create(self.make_disk(), serial='vol-1')
+        self.assertEqual('vol-1', ep.luns[0].serial)
+
+
 class RollbackTestCase(base.FunctionalTestCase):
     """A step that really fails in the kernel rolls back the others.
 
@@ -350,7 +354,7 @@ class RollbackTestCase(base.FunctionalTestCase):
             os.mkdir(racer)
             self.addCleanup(os.rmdir, racer)
             return path
-        with mock.patch.object(lio, '_create_backstore',
+        with mock.patch.object(backstores, 'create',
                                side_effect=racing_backstore):
             self.assertRaises(exception.BackendError, lio_create, disk, wwn)
         self.assertTrue(os.path.isdir(racer), 'the racer\'s target is gone')
