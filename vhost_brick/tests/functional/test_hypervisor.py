@@ -276,11 +276,20 @@ class HypervisorTestCase(base.FunctionalTestCase):
 
     def test_the_guest_is_not_told_fua_the_cache_would_acknowledge(self):
         seen = self.seen(self.disks_at_boot)
-        for name in ('disk', 'journal', 'sector_4k', 'thin', 'hidden'):
+        for name in ('disk', 'journal', 'sector_4k', 'hidden'):
             device = self.endpoints[name].luns[0].device_path
             self.assertEqual(0, base.queue_limit(device, 'fua'), name)
             self.assertEqual('write back', seen[name]['write_cache'], name)
             self.assertEqual('0', seen[name]['fua'], name)
+
+    def test_the_guest_keeps_fua_where_the_device_takes_it(self):
+        # dm-thin reports FUA over a loop device; the block layer below
+        # emulates it with a flush, so REQ_FUA passed on is honoured.
+        device = self.endpoints['thin'].luns[0].device_path
+        self.assertEqual('write back', base.queue_attribute(device,
+                                                            'write_cache'))
+        self.assertEqual(1, base.queue_limit(device, 'fua'))
+        self.assertEqual('1', self.seen(self.disks_at_boot)['thin']['fua'])
 
     def flushes_per_fsync(self, sd, fsyncs=20):
         """Flushes the journal disk's device got per fsync in the guest.
