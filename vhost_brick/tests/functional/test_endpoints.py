@@ -305,12 +305,16 @@ class IdentityTestCase(base.FunctionalTestCase):
         self.assertIn('naa.60014051' + '0' * 24, str(err))
         self.assertEqual(before, base.configfs_snapshot())
 
-    def test_a_serial_giving_a_foreign_objects_identity_is_refused(self):
-        rtslib = lio._rtslib()
-        foreign = rtslib.BlockStorageObject('targetcli-disk',
-                                            dev=self.make_disk())
+    def foreign_object(self, serial):
+        """A storage object made by rtslib-fb, as targetcli makes one."""
+        foreign = lio._rtslib().BlockStorageObject('targetcli-disk',
+                                                   dev=self.make_disk())
         self.addCleanup(foreign.delete)
-        foreign.wwn = 'ABC-def-0123'
+        foreign.wwn = serial
+        return foreign
+
+    def test_a_serial_giving_a_foreign_objects_identity_is_refused(self):
+        self.foreign_object('ABC-def-0123')
         before = base.configfs_snapshot()
         self.assertRaises(exception.SerialInUse,
                           self.executor.create_endpoint, self.make_disk(),
@@ -318,11 +322,7 @@ class IdentityTestCase(base.FunctionalTestCase):
         self.assertEqual(before, base.configfs_snapshot())
 
     def test_a_foreign_object_with_another_company_id_does_not_refuse(self):
-        rtslib = lio._rtslib()
-        foreign = rtslib.BlockStorageObject('targetcli-disk',
-                                            dev=self.make_disk())
-        self.addCleanup(foreign.delete)
-        foreign.wwn = 'vol-1'
+        foreign = self.foreign_object('vol-1')
         with open(os.path.join(foreign.path, 'wwn', 'company_id'),
                   'w') as company_id:
             company_id.write('0xabcdef')
