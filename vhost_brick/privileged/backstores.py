@@ -87,9 +87,14 @@ def naa_designator(serial, company_id=LIO_COMPANY_ID):
     """
     if not serial:
         return None
+    return 'naa.6%06x%s' % (company_id, _serial_digits(serial))
+
+
+def _serial_digits(serial):
+    """The serial's part of its designator: 25 hex digits, zero-padded."""
     digits = [char for char in serial.lower() if char in _HEX_DIGITS]
-    return 'naa.6%06x%s' % (company_id, ''.join(
-        digits[:_NAA_SERIAL_DIGITS]).ljust(_NAA_SERIAL_DIGITS, '0'))
+    return ''.join(digits[:_NAA_SERIAL_DIGITS]).ljust(_NAA_SERIAL_DIGITS,
+                                                      '0')
 
 
 def _company_id(storage_dir):
@@ -101,34 +106,50 @@ def _company_id(storage_dir):
         return LIO_COMPANY_ID
 
 
+def _owner(hba, name):
+    return '%s/%s' % (hba, name)
+
+
 class Identities:
     """The NAA designators the host's storage objects give their guests.
 
     Read from configfs at the first look and told of each create by
     :meth:`add`, so that a batch of creates shares one read of every
     storage object instead of one per create; an owner removed since is
-    seen to be gone. Use it within one call under the host lock.
+    seen to be gone. The walk reads serials only: a company id is read
+    for an object whose serial digits match. Use it within one call
+    under the host lock.
     """
 
     def __init__(self):
-        self._owners = None
+        # Serial digits to {owner (HBA/name): its configfs path}.
+        self._by_digits = None
 
-    def owners(self, designator):
-        """The storage objects (HBA/name) giving designator, sorted."""
-        if self._owners is None:
-            self._owners = {}
+    def owners(self, serial):
+        """The storage objects (HBA/name) giving serial's designator.
+
+        Ours keep LIO's default company id, so another object gives the
+        same designator when its serial digits and company id match.
+        """
+        if self._by_digits is None:
+            self._by_digits = {}
             for hba, name, path in configfs.storage_objects():
                 with contextlib.suppress(FileNotFoundError):
-                    serial = configfs.read_serial(path)
-                    if serial:
-                        self.add(naa_designator(serial, _company_id(path)),
-                                 '%s/%s' % (hba, name))
-        return sorted(owner for owner in self._owners.get(designator, ())
-                      if os.path.isdir(os.path.join(configfs.CORE, owner)))
+                    self._record(configfs.read_serial(path), hba, name, path)
+        candidates = self._by_digits.get(_serial_digits(serial), {})
+        return [owner for owner, path in sorted(candidates.items())
+                if os.path.isdir(path) and  # not removed since
+                _company_id(path) == LIO_COMPANY_ID]
 
-    def add(self, designator, owner):
-        if self._owners is not None:
-            self._owners.setdefault(designator, set()).add(owner)
+    def add(self, serial, name):
+        """Count our backstore name, just given serial."""
+        if self._by_digits is not None:
+            self._record(serial, HBA, name, path_of(name))
+
+    def _record(self, serial, hba, name, path):
+        if serial:
+            self._by_digits.setdefault(_serial_digits(serial), {})[
+                _owner(hba, name)] = path
 
 
 def refuse_taken_identity(identities, serial, name):
@@ -138,11 +159,11 @@ def refuse_taken_identity(identities, serial, name):
                  already (an interrupted create's leftover)
     :raises: SerialInUse
     """
-    designator = naa_designator(serial)
-    others = [owner for owner in identities.owners(designator)
-              if owner != '%s/%s' % (HBA, name)]
+    others = [owner for owner in identities.owners(serial)
+              if owner != _owner(HBA, name)]
     if others:
-        raise exception.SerialInUse(serial=serial, designator=designator,
+        raise exception.SerialInUse(serial=serial,
+                                    designator=naa_designator(serial),
                                     owner=', '.join(others))
 
 
@@ -159,7 +180,7 @@ def users(rdev, include_own=True):
             skip_hba=None if include_own else HBA):
         with contextlib.suppress(FileNotFoundError):
             if rdev in configfs.storage_devices(path):
-                names.append('%s/%s' % (hba, name))
+                names.append(_owner(hba, name))
     return names
 
 

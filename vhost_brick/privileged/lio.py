@@ -340,8 +340,7 @@ def create(device, wwn, nexus, serial, read_only=False, discard=None,
                           validation.validate_read_only(read_only),
                           validation.validate_discard(discard))
         if identities is not None:
-            identities.add(backstores.naa_designator(serial),
-                           '%s/%s' % (backstores.HBA, name))
+            identities.add(serial, name)
         return endpoint
 
 
