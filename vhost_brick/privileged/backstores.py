@@ -113,58 +113,130 @@ def _owner(hba, name):
 class Identities:
     """The NAA designators the host's storage objects give their guests.
 
-    Read from configfs at the first look and told of each create by
-    :meth:`add`, so that a batch of creates shares one read of every
-    storage object instead of one per create; an owner removed since is
-    seen to be gone. The walk reads serials only: a company id is read
-    for an object whose serial digits match. Use it within one call
-    under the host lock.
+    Other LIO users' objects are few and their serials read from
+    configfs; ours are many, and their serial digits are listed from a
+    :class:`~vhost_brick.privileged.state.IdentityIndex` that our HBA's
+    listing settles: an entry whose backstore is gone is dropped, and a
+    backstore without exactly one entry is read and indexed. So a create
+    costs two directory listings, not a read per endpoint on the host.
+    Loaded at the first claim and kept for the call (a batch shares it);
+    a candidate owner is read again before it refuses, so one removed
+    or changed since does not. Use within one call under the host lock.
     """
 
-    def __init__(self):
+    def __init__(self, index):
+        self._index = index
         # Serial digits to {owner (HBA/name): its configfs path}.
         self._by_digits = None
+        # Our backstores' names to their serial digits.
+        self._ours = None
 
-    def owners(self, serial):
-        """The storage objects (HBA/name) giving serial's designator.
+    def claim(self, serial, name):
+        """Index serial as our backstore name's, unless another gives it.
 
-        Ours keep LIO's default company id, so another object gives the
-        same designator when its serial digits and company id match.
+        Before the backstore is made, so that a crash leaves it indexed;
+        :meth:`release` undoes it for a create that failed.
+
+        :param name: the backstore about to get serial, which may hold it
+                     already (an interrupted create's leftover)
+        :raises: SerialInUse
         """
+        self._load()
+        digits = _serial_digits(serial)
+        others = [owner for owner in self._owners(digits)
+                  if owner != _owner(HBA, name)]
+        if others:
+            raise exception.SerialInUse(serial=serial,
+                                        designator=naa_designator(serial),
+                                        owner=', '.join(others))
+        previous = self._forget(name)
+        self._remember(name, digits)
+        self._index.update(new=[(name, digits)],
+                           stale=[(name, previous)] if previous else [])
+
+    def release(self, name):
+        """Forget a claim whose backstore was not made after all."""
+        self._load()
+        digits = self._forget(name)
+        if digits is not None:
+            self._index.update(stale=[(name, digits)])
+
+    def _owners(self, digits):
+        """Owners whose serial gives digits with LIO's company id."""
+        candidates = self._by_digits.get(digits, {})
+        return [owner for owner, path in sorted(candidates.items())
+                if _gives(path, digits)]
+
+    def _remember(self, name, digits):
+        self._ours[name] = digits
+        self._by_digits.setdefault(digits, {})[_owner(HBA, name)] = \
+            path_of(name)
+
+    def _forget(self, name):
+        digits = self._ours.pop(name, None)
+        if digits is not None:
+            self._by_digits[digits].pop(_owner(HBA, name), None)
+        return digits
+
+    def _load(self):
         if self._by_digits is None:
             self._by_digits = {}
-            for hba, name, path in configfs.storage_objects():
-                with contextlib.suppress(FileNotFoundError):
-                    self._record(configfs.read_serial(path), hba, name, path)
-        candidates = self._by_digits.get(_serial_digits(serial), {})
-        return [owner for owner, path in sorted(candidates.items())
-                if os.path.isdir(path) and  # not removed since
-                _company_id(path) == LIO_COMPANY_ID]
+            self._ours = {}
+            self._read_others()
+            self._list_ours()
 
-    def add(self, serial, name):
-        """Count our backstore name, just given serial."""
-        if self._by_digits is not None:
-            self._record(serial, HBA, name, path_of(name))
+    def _read_others(self):
+        """Read the serial of every storage object outside our HBA."""
+        for hba, name, path in configfs.storage_objects(skip_hba=HBA):
+            with contextlib.suppress(FileNotFoundError):
+                serial = configfs.read_serial(path)
+                if serial:
+                    self._by_digits.setdefault(_serial_digits(serial), {})[
+                        _owner(hba, name)] = path
 
-    def _record(self, serial, hba, name, path):
-        if serial:
-            self._by_digits.setdefault(_serial_digits(serial), {})[
-                _owner(hba, name)] = path
+    def _list_ours(self):
+        """Take our backstores' digits from the index, settling it."""
+        indexed = {}
+        for name, digits in self._index.entries():
+            indexed.setdefault(name, []).append(digits)
+        present = _names_in_our_hba()
+        stale = [(name, digits) for name, entries in indexed.items()
+                 if name not in present or len(entries) > 1
+                 for digits in entries]
+        new = []
+        for name in sorted(present):
+            entries = indexed.get(name, ())
+            if len(entries) == 1:
+                self._remember(name, entries[0])
+                continue
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                serial = configfs.read_serial(path_of(name))
+                if serial:
+                    self._remember(name, _serial_digits(serial))
+                    new.append((name, _serial_digits(serial)))
+        if new or stale:
+            self._index.update(new=new, stale=stale)
 
 
-def refuse_taken_identity(identities, serial, name):
-    """Refuse a serial whose designator another storage object gives.
+def _names_in_our_hba():
+    """Names in our HBA's directory: its objects, hba_info and hba_mode."""
+    try:
+        return set(os.listdir(os.path.join(configfs.CORE, HBA)))
+    except FileNotFoundError:
+        return set()
 
-    :param name: the backstore about to get serial, which may hold it
-                 already (an interrupted create's leftover)
-    :raises: SerialInUse
+
+def _gives(path, digits):
+    """Whether the storage object at path gives the designator of digits.
+
+    Read again: it may have been removed since it was listed.
     """
-    others = [owner for owner in identities.owners(serial)
-              if owner != _owner(HBA, name)]
-    if others:
-        raise exception.SerialInUse(serial=serial,
-                                    designator=naa_designator(serial),
-                                    owner=', '.join(others))
+    try:
+        serial = configfs.read_serial(path)
+        return (bool(serial) and _serial_digits(serial) == digits and
+                _company_id(path) == LIO_COMPANY_ID)
+    except FileNotFoundError:
+        return False
 
 
 def users(rdev, include_own=True):

@@ -65,7 +65,8 @@ def create(record, allowed_devices, device_path, wwn=None, nexus=None,
     spec, = validation.validate_endpoint_specs([{
         'device_path': device_path, 'wwn': wwn, 'nexus': nexus,
         'serial': serial, 'read_only': read_only, 'discard': discard}])
-    return _create(record, allowed_devices, backstores.Identities(), **spec)
+    return _create(record, allowed_devices,
+                   backstores.Identities(record.identities), **spec)
 
 
 def _admit(device_path, allowed_devices):
@@ -159,7 +160,7 @@ def create_many(record, allowed_devices, specs):
     """
     specs = validation.validate_endpoint_specs(specs)
     report = {'created': [], 'failed': []}
-    identities = backstores.Identities()
+    identities = backstores.Identities(record.identities)
     for spec in specs:
         with _reported(report['failed'], spec):
             report['created'].append(

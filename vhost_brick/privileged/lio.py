@@ -334,14 +334,16 @@ def create(device, wwn, nexus, serial, read_only=False, discard=None,
         backstores.remove_leftover(wwn)
         name = backstores.name_of(wwn)
         if identities is not None:
-            backstores.refuse_taken_identity(identities, serial, name)
-        _ensure_vhost_fabric()
-        endpoint = _build(device, wwn, nexus, serial,
+            identities.claim(serial, name)
+        try:
+            _ensure_vhost_fabric()
+            return _build(device, wwn, nexus, serial,
                           validation.validate_read_only(read_only),
                           validation.validate_discard(discard))
-        if identities is not None:
-            identities.add(serial, name)
-        return endpoint
+        except BaseException:
+            if identities is not None:
+                identities.release(name)
+            raise
 
 
 def _check_wwn_supported(rtslib, wwn):

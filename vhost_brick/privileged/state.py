@@ -29,6 +29,7 @@ root's own, mode 0700, and every file in it root's own too; files are
 opened without following symlinks.
 """
 
+import contextlib
 import json
 import os
 import stat
@@ -38,6 +39,7 @@ from vhost_brick import exception
 
 DEFAULT_STATE_PATH = '/var/lib/vhost-brick'
 DIR_NAME = 'endpoints'
+IDENTITY_DIR_NAME = 'identities'
 SUFFIX = '.json'
 TEMP_PREFIX = '.tmp-'
 # 3 added each LUN's serial, read_only and identity; 4 its discard
@@ -62,15 +64,12 @@ def refuse_unless_private(path, info, kind):
                    'remove it' % (path, info.st_uid, info.st_mode))
 
 
-class EndpointRecord:
-    """The endpoint files under ``state_path``; use under the host lock."""
+class _PrivateDirectory:
+    """A directory of state_path that must be root's own, mode 0700."""
 
-    def __init__(self, state_path):
-        self.directory = os.path.join(state_path, DIR_NAME)
+    def __init__(self, state_path, name):
+        self.directory = os.path.join(state_path, name)
         self._checked = False
-
-    def path(self, wwn):
-        return os.path.join(self.directory, wwn + SUFFIX)
 
     def _check_directory(self):
         """Refuse a directory others may change; False if there is none."""
@@ -82,6 +81,32 @@ class EndpointRecord:
             refuse_unless_private(self.directory, info, stat.S_ISDIR)
             self._checked = True
         return True
+
+    def _make_directory(self):
+        """Make the directory (and state_path) private to root if absent."""
+        if not self._check_directory():
+            os.makedirs(os.path.dirname(self.directory), mode=0o700,
+                        exist_ok=True)
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            self._check_directory()
+
+    def _sync_directory(self):
+        dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class EndpointRecord(_PrivateDirectory):
+    """The endpoint files under ``state_path``; use under the host lock."""
+
+    def __init__(self, state_path):
+        super().__init__(state_path, DIR_NAME)
+        self.identities = IdentityIndex(state_path)
+
+    def path(self, wwn):
+        return os.path.join(self.directory, wwn + SUFFIX)
 
     def get(self, wwn):
         """Return the entry of wwn, or None."""
@@ -173,11 +198,7 @@ class EndpointRecord:
         # O_TRUNC reuses one a killed helper left.
         temp = os.path.join(self.directory, TEMP_PREFIX + wwn)
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-        if not self._check_directory():  # the first record on this host
-            os.makedirs(os.path.dirname(self.directory), mode=0o700,
-                        exist_ok=True)
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            self._check_directory()
+        self._make_directory()
         fd = os.open(temp, flags, 0o600)
         try:
             with os.fdopen(fd, 'wb') as entry_file:
@@ -190,9 +211,44 @@ class EndpointRecord:
             raise
         self._sync_directory()
 
-    def _sync_directory(self):
-        dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+
+class IdentityIndex(_PrivateDirectory):
+    """The serial digits of our backstores, in the names of empty files.
+
+    An entry ``<backstore name>.<digits>`` says which 25 serial digits
+    (:func:`vhost_brick.privileged.backstores.naa_designator`) that
+    backstore gives its guest, so that a create lists one directory
+    instead of reading the serial of every backstore on the host. It is
+    a cache that configfs settles: entries of backstores that are gone
+    are dropped, and a backstore without exactly one entry is read and
+    indexed again. Changes are synced, so a crash cannot bring back an
+    entry with another backstore's digits. Use under the host lock.
+    """
+
+    def __init__(self, state_path):
+        super().__init__(state_path, IDENTITY_DIR_NAME)
+
+    def entries(self):
+        """Return (backstore name, digits) of every entry."""
+        if not self._check_directory():
+            return []
+        return [tuple(name.rsplit('.', 1))
+                for name in os.listdir(self.directory) if '.' in name]
+
+    def update(self, new=(), stale=()):
+        """Drop the stale entries, then add the new; each is (name, digits).
+
+        One sync of the directory for all of them.
+        """
+        self._make_directory()
+        for name, digits in stale:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path(name, digits))
+        for name, digits in new:
+            os.close(os.open(self._path(name, digits),
+                             os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW |
+                             os.O_CLOEXEC, 0o600))
+        self._sync_directory()
+
+    def _path(self, name, digits):
+        return os.path.join(self.directory, name + '.' + digits)

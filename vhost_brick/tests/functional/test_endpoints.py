@@ -15,6 +15,7 @@
 import contextlib
 from importlib import metadata
 import os
+import shutil
 import subprocess
 import sys
 from unittest import mock
@@ -26,6 +27,7 @@ from vhost_brick.privileged import backstores
 from vhost_brick.privileged import devices
 from vhost_brick.privileged import lio
 from vhost_brick.privileged import rootconf
+from vhost_brick.privileged import state
 from vhost_brick.tests.functional import base
 
 
@@ -304,6 +306,17 @@ class IdentityTestCase(base.FunctionalTestCase):
                                 self.make_disk(), serial='lv-1')
         self.assertIn('naa.60014051' + '0' * 24, str(err))
         self.assertEqual(before, base.configfs_snapshot())
+
+    def test_an_endpoint_its_index_entry_lost_still_refuses(self):
+        # As after an upgrade from a version without the index.
+        ep = self.create(self.make_disk(), serial='vol-1')
+        index = state.IdentityIndex(state.DEFAULT_STATE_PATH)
+        shutil.rmtree(index.directory)
+        self.assertRaises(exception.SerialInUse,
+                          self.executor.create_endpoint, self.make_disk(),
+                          serial='lv-1')
+        self.assertIn((ep.luns[0].backstore, '1' + '0' * 24),
+                      index.entries())
 
     def foreign_object(self, serial):
         """A storage object made by rtslib-fb, as targetcli makes one."""

@@ -254,7 +254,7 @@ class RestoreTestCase(HostTestCase):
     def test_restore_brings_back_serials_whose_identities_collide(self):
         # Recorded by a version that did not refuse them.
         host.create(self.record, ALLOWED, DEVICE, wwn=WWN, serial='vol-1')
-        with mock.patch.object(backstores, 'refuse_taken_identity'):
+        with mock.patch.object(backstores.Identities, 'claim'):
             host.create(self.record, ALLOWED, OTHER_DEVICE, wwn=NEXUS,
                         serial='lv-1')
         self.reboot()

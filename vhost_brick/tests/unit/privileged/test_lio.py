@@ -24,6 +24,7 @@ from vhost_brick.privileged import backstores
 from vhost_brick.privileged import configfs
 from vhost_brick.privileged import devices
 from vhost_brick.privileged import lio
+from vhost_brick.privileged import state
 from vhost_brick.tests import base
 from vhost_brick.tests.unit import fake_rtslib
 
@@ -399,9 +400,18 @@ class GuestAttributesTestCase(LioTestCase):
 class IdentityTestCase(LioTestCase):
     """A serial is refused when its guest-visible identity is taken."""
 
+    def setUp(self):
+        super().setUp()
+        self.index = state.IdentityIndex(
+            self.useFixture(fixtures.TempDir()).path)
+
+    def identities(self):
+        """What one call of the helper checks serials with."""
+        return backstores.Identities(self.index)
+
     def create_checked(self, device_path, wwn, serial, identities=None):
         return lio.create(self.device(device_path), wwn, None, serial,
-                          identities=identities or backstores.Identities())
+                          identities=identities or self.identities())
 
     def foreign_object(self, name, serial, company_id=None):
         storage = fake_rtslib.BlockStorageObject(name, dev=OTHER_DEVICE)
@@ -478,19 +488,59 @@ class IdentityTestCase(LioTestCase):
         self.assertEqual('vol-1', lio.show(WWN)['luns'][0]['serial'])
 
     def test_a_batch_reads_the_storage_objects_once(self):
-        identities = backstores.Identities()
-        with mock.patch.object(configfs, 'storage_objects',
-                               wraps=configfs.storage_objects) as walk:
+        identities = self.identities()
+        with mock.patch.object(backstores, '_names_in_our_hba',
+                               wraps=backstores._names_in_our_hba) as ours:
             self.create_checked(DEVICE, WWN, 'vol-1', identities)
             self.assertRaises(exception.SerialInUse, self.create_checked,
                               OTHER_DEVICE, NEXUS, 'lv-1', identities)
-        # The second create saw the first through add(), not a new walk;
-        # the other walks are of foreign objects only (refuse_users).
-        self.assertEqual([mock.call()] + [mock.call(skip_hba=backstores.HBA)]
-                         * 2, sorted(walk.call_args_list, key=str))
+        # The second create saw the first through its claim.
+        self.assertEqual(1, ours.call_count)
+
+    def test_a_create_reads_no_serial_of_our_indexed_backstores(self):
+        self.create_checked(DEVICE, WWN, 'vol-1')
+        with mock.patch.object(configfs, 'read_serial',
+                               wraps=configfs.read_serial) as read:
+            self.create_checked(OTHER_DEVICE, NEXUS, 'vol-2')
+        self.assertEqual([], read.call_args_list)
+
+    def test_a_create_indexes_its_serial_digits(self):
+        self.create_checked(DEVICE, WWN, 'vol-1')
+        self.assertEqual([(backstores.name_of(WWN), '1'.ljust(25, '0'))],
+                         self.index.entries())
+
+    def test_a_backstore_the_index_lacks_is_read_and_indexed(self):
+        # As one restored, or made by a version without the index.
+        lio.create(self.device(DEVICE), WWN, None, 'vol-1')
+        self.assertRaises(exception.SerialInUse, self.create_checked,
+                          OTHER_DEVICE, NEXUS, 'lv-1')
+        self.assertEqual([(backstores.name_of(WWN), '1'.ljust(25, '0'))],
+                         self.index.entries())
+
+    def test_the_entry_of_a_deleted_backstore_is_dropped(self):
+        self.create_checked(DEVICE, WWN, 'vol-1')
+        lio.delete(WWN)
+        self.create_checked(OTHER_DEVICE, NEXUS, 'lv-1')
+        self.assertEqual([(backstores.name_of(NEXUS), '1'.ljust(25, '0'))],
+                         self.index.entries())
+        self.assertEqual('lv-1', lio.show(NEXUS)['luns'][0]['serial'])
+
+    def test_an_entry_the_backstore_contradicts_does_not_refuse(self):
+        self.create_checked(DEVICE, WWN, 'vol-2')
+        name = backstores.name_of(WWN)
+        self.index.update(new=[(name, '1'.ljust(25, '0'))],
+                          stale=[(name, '2'.ljust(25, '0'))])
+        self.create_checked(OTHER_DEVICE, NEXUS, 'lv-1')
+        self.assertEqual('lv-1', lio.show(NEXUS)['luns'][0]['serial'])
+
+    def test_a_failed_create_leaves_no_entry(self):
+        fake_rtslib.STATE.fail_on['lun'] = OSError(errno.ENOSPC, 'full')
+        self.assertRaises(exception.BackendError, self.create_checked,
+                          DEVICE, WWN, 'vol-1')
+        self.assertEqual([], self.index.entries())
 
     def test_an_owner_deleted_since_the_walk_no_longer_refuses(self):
-        identities = backstores.Identities()
+        identities = self.identities()
         self.create_checked(DEVICE, WWN, 'vol-1', identities)
         lio.delete(WWN)
         self.create_checked(OTHER_DEVICE, NEXUS, 'lv-1', identities)

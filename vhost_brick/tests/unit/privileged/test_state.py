@@ -169,3 +169,57 @@ class EndpointRecordTestCase(base.TestCase):
         self.assertEqual([os.path.basename(temp)],
                          self.record.remove_temporaries())
         self.assertEqual([WWN + '.json'], os.listdir(self.dir))
+
+
+class IdentityIndexTestCase(base.TestCase):
+
+    NAME = 'vhost-brick-5001405000000001'
+    DIGITS = '1'.ljust(25, '0')
+
+    def setUp(self):
+        super().setUp()
+        self.state_path = os.path.join(
+            self.useFixture(fixtures.TempDir()).path, 'state')
+        self.index = state.IdentityIndex(self.state_path)
+        self.dir = os.path.join(self.state_path, state.IDENTITY_DIR_NAME)
+
+    def test_absent_directory_has_no_entries(self):
+        self.assertEqual([], self.index.entries())
+
+    def test_an_entry_is_an_empty_file_in_a_private_directory(self):
+        self.index.update(new=[(self.NAME, self.DIGITS)])
+        self.assertEqual([(self.NAME, self.DIGITS)], self.index.entries())
+        entry = os.path.join(self.dir, self.NAME + '.' + self.DIGITS)
+        self.assertEqual((0, 0o600), (os.stat(entry).st_size,
+                                      os.stat(entry).st_mode & 0o777))
+        self.assertEqual(0o700, os.stat(self.dir).st_mode & 0o777)
+
+    def test_update_drops_the_stale_then_adds_the_new_with_one_sync(self):
+        other = '2'.ljust(25, '0')
+        self.index.update(new=[(self.NAME, self.DIGITS)])
+        with mock.patch('os.fsync') as fsync:
+            self.index.update(new=[(self.NAME, other)],
+                              stale=[(self.NAME, self.DIGITS)])
+        fsync.assert_called_once()
+        self.assertEqual([(self.NAME, other)], self.index.entries())
+
+    def test_an_entry_dropped_again_is_no_error(self):
+        self.index.update(stale=[(self.NAME, self.DIGITS)])
+        self.assertEqual([], self.index.entries())
+
+    def test_a_directory_others_can_write_is_refused(self):
+        self.index.update(new=[(self.NAME, self.DIGITS)])
+        os.chmod(self.dir, 0o777)
+        fresh = state.IdentityIndex(self.state_path)
+        for call in (fresh.entries, fresh.update):
+            err = self.assertRaises(exception.BackendError, call)
+            self.assertIn('not private to root', str(err))
+
+    def test_an_entry_symlink_is_not_followed(self):
+        self.index.update()
+        target = os.path.join(self.useFixture(fixtures.TempDir()).path, 'f')
+        os.symlink(target, os.path.join(self.dir,
+                                        self.NAME + '.' + self.DIGITS))
+        self.assertRaises(OSError, self.index.update,
+                          new=[(self.NAME, self.DIGITS)])
+        self.assertFalse(os.path.lexists(target))
