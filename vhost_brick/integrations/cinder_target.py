@@ -121,20 +121,41 @@ class VhostTarget:
         self.vhost.delete_endpoint(volume_export.volume_wwn(volume.id))
 
     def validate_connector(self, connector):
-        """Only a vhost-capable connector on this host can attach."""
-        if not connector or not connector.get('host'):
-            raise exception.InvalidConnector(connector=connector,
-                                             reason='it names no host')
+        """Only a vhost-capable connector on this host can attach.
+
+        Where Cinder runs, a refusal is Cinder's InvalidConnectorException
+        naming the property and why (Cinder's volume manager answers it
+        with a 400; any other exception becomes a 500), raised from
+        vhost_brick's InvalidConnector, which is raised alone without
+        Cinder.
+        """
+        problem = self._connector_problem(connector or {})
+        if problem is None:
+            return True
+        prop, reason = problem
+        error = exception.InvalidConnector(
+            connector=(connector or {}).get('host', connector),
+            reason='%s: %s' % (prop, reason))
+        try:
+            from cinder import exception as cinder_exception
+        except ImportError:
+            raise error from None
+        raise cinder_exception.InvalidConnectorException(
+            missing='%s (%s)' % (prop, reason)) from error
+
+    def _connector_problem(self, connector):
+        """(property, why) of what keeps connector from attaching, or None."""
+        if not connector.get('host'):
+            return 'host', 'the connector names no host'
         if connector['host'] != self.host:
-            raise exception.InvalidConnector(
-                connector=connector['host'],
-                reason='vhost-scsi endpoints are local to %s' % self.host)
+            return 'host', ('it is %s, but vhost-scsi endpoints are local '
+                            'to %s' % (connector['host'], self.host))
         if connector.get(CONNECTOR_PROPERTY) is not True:
-            raise exception.InvalidConnector(
-                connector=connector['host'],
-                reason='its %s property is not true: the host has no '
-                       'vhost_scsi module loaded' % CONNECTOR_PROPERTY)
-        return True
+            return CONNECTOR_PROPERTY, (
+                'not true: os-brick\'s own get_connector_properties never '
+                'sets it; vhost_brick\'s sets it on a host whose kernel has '
+                'vhost_scsi loaded')
+        return None
 
     def initialize_connection(self, volume, connector):
         """connection_info for the guest's hypervisor on this host.

@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 
+from cinder import exception as cinder_exception
 import fixtures
 
 from vhost_brick import exception
@@ -123,9 +124,12 @@ class CinderLVMTestCase(base.FunctionalTestCase):
 
     def test_a_connector_of_another_host_is_refused(self):
         self.export()
-        self.assertRaises(exception.InvalidConnector,
-                          self.driver.initialize_connection, self.volume,
-                          dict(self.connector, host='compute-2'))
+        # Cinder's volume manager answers this exception with a 400.
+        err = self.assertRaises(cinder_exception.InvalidConnectorException,
+                                self.driver.initialize_connection,
+                                self.volume,
+                                dict(self.connector, host='compute-2'))
+        self.assertIsInstance(err.__cause__, exception.InvalidConnector)
 
     def remove_our_filter(self):
         """Take vhost-brick.filters out of Cinder's rootwrap, until cleanup."""

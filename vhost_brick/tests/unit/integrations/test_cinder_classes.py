@@ -35,6 +35,7 @@ try:
     # As Cinder's services do before they load a volume driver.
     objects.register_all()
     from cinder import context
+    from cinder import exception as cinder_exception
     from cinder.volume import configuration
     from cinder.volume.drivers import lvm
     from cinder.volume.targets import driver as target_driver
@@ -161,9 +162,14 @@ class VhostLVMVolumeDriverTestCase(base.TestCase):
                           info['data']['volume_id']))
 
     def test_validate_connector_refuses_a_host_without_vhost(self):
-        self.assertRaises(exception.InvalidConnector,
-                          self.driver.validate_connector,
-                          {'host': 'compute-1'})
+        # Cinder's volume manager answers this exception with a 400.
+        err = self.assertRaises(cinder_exception.InvalidConnectorException,
+                                self.driver.validate_connector,
+                                {'host': 'compute-1'})
+        self.assertIn("required information: vhost_scsi (not true: "
+                      "os-brick's own get_connector_properties never sets "
+                      "it", str(err))
+        self.assertIsInstance(err.__cause__, exception.InvalidConnector)
 
     def test_terminate_connection_keeps_the_endpoint(self):
         self.assertFalse(self.driver.terminate_connection(self.volume,

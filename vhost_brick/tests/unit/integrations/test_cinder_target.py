@@ -10,6 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
+import sys
 from unittest import mock
 
 from vhost_brick import endpoint
@@ -154,18 +155,24 @@ class VhostTargetTestCase(base.TestCase):
             info)
         self.vhost.get_endpoint.assert_called_once_with(WWN)
 
+    def refusal(self, call, *args):
+        """The InvalidConnector call raises where Cinder is not installed."""
+        with mock.patch.dict(sys.modules, {'cinder': None}):
+            return self.assertRaises(exception.InvalidConnector, call, *args)
+
     def test_connector_of_another_host_is_refused(self):
         for connector in (dict(CONNECTOR, host='compute-2'), {}, None):
-            self.assertRaises(exception.InvalidConnector,
-                              self.target.initialize_connection,
-                              self.volume, connector)
+            err = self.refusal(self.target.initialize_connection,
+                               self.volume, connector)
+            self.assertIn('host', str(err))
         self.vhost.get_endpoint.assert_not_called()
 
     def test_connector_without_vhost_support_is_refused(self):
         for connector in ({'host': 'compute-1'},
                           dict(CONNECTOR, vhost_scsi=False)):
-            self.assertRaises(exception.InvalidConnector,
-                              self.target.validate_connector, connector)
+            err = self.refusal(self.target.validate_connector, connector)
+            self.assertIn("vhost_scsi: not true: os-brick's own "
+                          "get_connector_properties never sets it", str(err))
 
     def test_terminate_connection_keeps_the_endpoint(self):
         self.target.terminate_connection(self.volume, CONNECTOR)
