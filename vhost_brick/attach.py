@@ -35,6 +35,9 @@ _MOST_IO_VQS = 1024
 LIBVIRT_MODELS = ('virtio', 'virtio-transitional', 'virtio-non-transitional')
 _QEMU_ID_RE = re.compile(r'[A-Za-z][A-Za-z0-9._-]{0,127}\Z')
 _PCI_ADDR_RE = re.compile(r'(0x)?[0-9a-fA-F]{1,2}(\.[0-7])?\Z')
+# libvirt keeps a device alias the user gives only with this prefix
+# (Nova's make_libvirt_device_alias: "ua-<volume id>").
+_LIBVIRT_ALIAS_RE = re.compile(r'ua-[a-zA-Z0-9_.-]+\Z')
 
 # QEMU vhost-scsi-pci properties: name -> (check, description).
 _QEMU_INT_PROPERTIES = {
@@ -150,7 +153,7 @@ def qemu_device_args(endpoint, device_id=None, bus=None, addr=None,
     return ['-device', ','.join(options)]
 
 
-def libvirt_hostdev_xml(endpoint, model=None, address=None):
+def libvirt_hostdev_xml(endpoint, model=None, address=None, alias=None):
     """The libvirt ``<hostdev>`` element attaching the endpoint, as text.
 
     :param model: ``virtio``, ``virtio-transitional`` or
@@ -158,6 +161,9 @@ def libvirt_hostdev_xml(endpoint, model=None, address=None):
     :param address: dict of ``<address>`` attributes, ``type`` ``pci``
                     (``domain``, ``bus``, ``slot``, ``function``) or
                     ``ccw`` (``cssid``, ``ssid``, ``devno``)
+    :param alias: the device's user alias, ``ua-`` and letters, digits,
+                  ``_``, ``.`` or ``-``, by which libvirt finds it (and
+                  Nova finds a volume's device: ``ua-<volume id>``)
     :raises: :class:`~vhost_brick.exception.Invalid`
     """
     hostdev = ElementTree.Element(
@@ -169,6 +175,11 @@ def libvirt_hostdev_xml(endpoint, model=None, address=None):
         hostdev.set('model', model)
     ElementTree.SubElement(hostdev, 'source',
                            {'protocol': 'vhost', 'wwpn': _wwpn(endpoint)})
+    if alias is not None:
+        if not isinstance(alias, str) or not _LIBVIRT_ALIAS_RE.match(alias):
+            raise _invalid('libvirt alias must be "ua-" and letters, '
+                           'digits, "_", "." or "-", not %r' % (alias,))
+        ElementTree.SubElement(hostdev, 'alias', {'name': alias})
     if address is not None:
         ElementTree.SubElement(hostdev, 'address', _address(address))
     return ElementTree.tostring(hostdev, encoding='unicode')

@@ -158,8 +158,16 @@ class LibvirtXmlTestCase(base.TestCase):
                           'slot': '0x07', 'function': '0x0'},
                          element.find('address').attrib)
 
-    def test_bad_model_and_addresses_are_refused(self):
-        for kwargs in ({'model': 'lsilogic'},
+    def test_alias_names_the_device(self):
+        element = ElementTree.fromstring(attach.libvirt_hostdev_xml(
+            ENDPOINT, alias='ua-1e5ab4c2-0d2f-4e1b-9c3a-77a1d0f6b2e4'))
+        self.assertEqual('ua-1e5ab4c2-0d2f-4e1b-9c3a-77a1d0f6b2e4',
+                         element.find('alias').get('name'))
+
+    def test_bad_model_addresses_and_aliases_are_refused(self):
+        for kwargs in ({'alias': 'volume-1'}, {'alias': 'ua-a b'},
+                       {'alias': 'ua-'}, {'alias': 7},
+                       {'model': 'lsilogic'},
                        {'address': {'type': 'drive'}},
                        {'address': {'type': 'pci', 'slot': 32}},
                        {'address': {'type': 'pci', 'slot': '7'}},
@@ -191,7 +199,8 @@ class LibvirtSchemaTestCase(base.TestCase):
                         'address': {'type': 'pci', 'domain': 0, 'bus': 0,
                                     'slot': 7, 'function': 0}},
                        {'address': {'type': 'ccw', 'cssid': 0xfe,
-                                    'ssid': 0, 'devno': 0x0a}}):
+                                    'ssid': 0, 'devno': 0x0a}},
+                       {'alias': 'ua-1e5ab4c2-0d2f-4e1b-9c3a-77a1d0f6b2e4'}):
             result = self.validate(attach.libvirt_hostdev_xml(ENDPOINT,
                                                               **kwargs))
             self.assertEqual(0, result.returncode, result.stderr + str(kwargs))
