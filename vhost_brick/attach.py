@@ -156,6 +156,8 @@ def qemu_device_args(endpoint, device_id=None, bus=None, addr=None,
 def libvirt_hostdev_xml(endpoint, model=None, address=None, alias=None):
     """The libvirt ``<hostdev>`` element attaching the endpoint, as text.
 
+    :param endpoint: a :class:`~vhost_brick.endpoint.VhostEndpoint`, or
+                     anything else with its ``wwn``
     :param model: ``virtio``, ``virtio-transitional`` or
                   ``virtio-non-transitional``
     :param address: dict of ``<address>`` attributes, ``type`` ``pci``

@@ -192,13 +192,24 @@ class VhostTargetTestCase(base.TestCase):
 class ConstructionTestCase(base.TestCase):
     """What a target built the way Cinder builds it gets."""
 
+    def without_cinders_options(self):
+        """A target built where no Cinder (nor Nova) options exist.
+
+        Nova, which the nova environment imports, registers a
+        rootwrap_config of its own.
+        """
+        with mock.patch.object(cinder_target, '_cinder_option',
+                               lambda name, default: default):
+            return cinder_target.VhostTarget(
+                configuration=FakeConfiguration())
+
     def test_default_root_helper_is_cinders(self):
-        target = cinder_target.VhostTarget(configuration=FakeConfiguration())
+        target = self.without_cinders_options()
         self.assertEqual('sudo cinder-rootwrap /etc/cinder/rootwrap.conf',
                          target.vhost._root_helper)
 
     def test_a_cinder_user_starts_the_daemon_through_cinder_rootwrap(self):
-        target = cinder_target.VhostTarget(configuration=FakeConfiguration())
+        target = self.without_cinders_options()
         with mock.patch('os.geteuid', return_value=1000):
             self.assertEqual(
                 ['sudo', 'cinder-rootwrap', '/etc/cinder/rootwrap.conf'],
