@@ -34,6 +34,8 @@ from vhost_brick.integrations import cinder_target
 from vhost_brick.tests import base
 
 try:
+    from nova.api.openstack import api_version_request
+    from nova.api.openstack import wsgi as nova_wsgi
     from nova.compute import api as compute_api
     from nova import exception as nova_exception
     from nova.virt.libvirt import config as vconfig
@@ -41,6 +43,7 @@ try:
     from nova.virt.libvirt import guest as libvirt_guest
     from nova.virt.libvirt.volume import volume as libvirt_volume
     from os_brick.initiator.connectors import local as local_connector
+    import webob
 
     from vhost_brick.integrations import nova as vhost_nova
 except ImportError as err:
@@ -287,6 +290,22 @@ class RefusalTestCase(NovaTestCase):
                                                  bdm_types=('iscsi',)))
         self.assertRaises(nova_exception.OperationNotSupportedForVhostVolume,
                           self.api_call, decorated)
+
+    def test_nova_api_answers_the_refusal_with_a_400(self):
+        instance_uuid = self.instance.uuid
+
+        class Controller:
+            @nova_wsgi.expected_errors(())
+            def action(self, req):
+                raise nova_exception.OperationNotSupportedForVhostVolume(
+                    instance_uuid=instance_uuid, operation='live-migration')
+
+        request = mock.Mock(api_version_request=(
+            api_version_request.APIVersionRequest('2.1')))
+        err = self.assertRaises(webob.exc.HTTPBadRequest,
+                                Controller().action, request)
+        self.assertIn("'live-migration' not supported for instance with "
+                      "vhost volumes", err.explanation)
 
     def test_live_migration_is_refused(self):
         # Nova's live_migrate takes a dozen guards before this one, each
