@@ -20,11 +20,11 @@ console.
 The nested QEMU uses TCG, not KVM. KVM does load in the test VM (TCG
 emulates AMD SVM), but in two full CI runs a nested KVM guest wedged the
 test VM: once with soft lockups of its vCPU thread, once with the suite
-stuck until the CI timeout (cause unknown). Under TCG the
-nested boot takes 100 to 160 s instead of 8 s, and the endpoint is served
-exactly as under KVM: vhost-scsi-pci hands the virtqueues to the
-kernel's vhost_scsi worker; only the kick and call eventfds are relayed
-by QEMU instead of KVM.
+stuck until the CI timeout (cause unknown). Under TCG the nested boot
+takes 100 to 160 s instead of 8 s (:data:`FAST_BOOT` saves some), and
+the endpoint is served exactly as under KVM: vhost-scsi-pci hands the
+virtqueues to the kernel's vhost_scsi worker; only the kick and call
+eventfds are relayed by QEMU instead of KVM.
 """
 
 import contextlib
@@ -44,6 +44,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
 sys.path.insert(0, os.path.join(REPO, 'tools'))
 import vmrun  # noqa: E402  (tools/ is not a package)
 
+# Kernel options of every nested guest that only skip boot work the tests
+# do not need: the crypto self-tests (including the KDF's, which its
+# initcall runs regardless), kprobe tracing's setup and the CPU bug
+# mitigations. Measured in the 6.1 test VM: /init at 81.5 s of guest
+# uptime instead of 99.6 s.
+FAST_BOOT = ('mitigations=off cryptomgr.notests '
+             'initcall_blacklist=crypto_kdf108_init,init_kprobe_trace')
 # ext4 and crc32c (which ext4 asks the crypto API for, not modules.dep)
 # for the filesystem tests.
 MODULES = ('virtio_pci', 'virtio_scsi', 'sd_mod', 'ext4', 'crc32c_generic')
@@ -158,8 +165,8 @@ class NestedGuest:
              '-machine', 'pc', '-m', '256M', '-smp', '1', '-nodefaults',
              '-no-user-config', '-display', 'none', '-no-reboot',
              '-serial', 'stdio', '-kernel', vmlinux, '-initrd', initrd,
-             '-append', 'console=ttyS0 panic=-1 quiet marker=%s '
-             'disk_serial=%s' % (marker, endpoint.luns[0].serial),
+             '-append', 'console=ttyS0 panic=-1 quiet %s marker=%s '
+             'disk_serial=%s' % (FAST_BOOT, marker, endpoint.luns[0].serial),
              '-monitor', 'unix:%s,server=on,wait=off' % self.monitor_path] +
             (['-S'] if paused else []))
         for index, attached in enumerate((endpoint,) + tuple(more_endpoints)):

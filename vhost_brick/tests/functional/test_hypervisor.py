@@ -20,6 +20,7 @@ from vhost_brick.privileged import backstores
 from vhost_brick.privileged import configfs
 from vhost_brick.tests.functional import base
 from vhost_brick.tests.functional import guest
+from vhost_brick.tests.functional import test_reboot
 
 
 # Debian's 6.12 has the switch back to kernel-thread workers (upstream
@@ -67,7 +68,10 @@ class HypervisorTestCase(base.FunctionalTestCase):
     ``thin``, a thin LV in a thin pool (Cinder's LVM default);
     ``no_discard``, a null_blk device (no discard, no write cache);
     ``hidden``, a loop device exported with ``discard=False``; and
-    ``read_only``, a loop device exported read-only.
+    ``read_only``, a loop device exported read-only. In the second boot
+    of ``tox -e functional`` the guest also gets the endpoints
+    test_reboot.py restored (:attr:`restored`), so one nested boot
+    serves both.
     """
 
     @classmethod
@@ -76,9 +80,11 @@ class HypervisorTestCase(base.FunctionalTestCase):
         if not base.ENABLED:
             return
         base.load_kernel_modules()
+        cls.class_executor = executor.VhostExecutor(root_helper=None)
+        # First: restore reattaches the loop devices it needs by number.
+        cls.restored = cls.adopt_restored_endpoints()
         cls.sector0 = 'sector0-' + os.urandom(8).hex()
         cls.marker = 'sector16-' + os.urandom(8).hex()
-        cls.class_executor = executor.VhostExecutor(root_helper=None)
         cls.disk = cls.class_fixture(base.LoopDevice(
             size=64 << 20, data=cls.sector0.encode()))
         cls.journal = cls.class_fixture(base.LoopDevice(size=64 << 20))
@@ -103,7 +109,8 @@ class HypervisorTestCase(base.FunctionalTestCase):
         cls.endpoint = cls.endpoints['disk']
         cls.guest = guest.NestedGuest(
             cls.endpoint, cls.marker, more_endpoints=[
-                ep for name, ep in cls.endpoints.items() if name != 'disk'])
+                ep for name, ep in cls.endpoints.items() if name != 'disk'
+            ] + cls.restored)
         cls.guest.start()
         cls.addClassCleanup(cls.power_off_guest)
         cls.guest.expect('written')
@@ -120,6 +127,24 @@ class HypervisorTestCase(base.FunctionalTestCase):
         created = cls.class_executor.create_endpoint(device_path, **kwargs)
         cls.addClassCleanup(cls.delete_endpoint, created.wwn)
         return created
+
+    @classmethod
+    def adopt_restored_endpoints(cls):
+        """The endpoints test_reboot.py restored in this boot, if any.
+
+        The class cleanup deletes them (and every endpoint of the first
+        boot's manifest, restored or not) after the guest powered off.
+        """
+        if test_reboot.PHASE != 'after':
+            return []
+        restored = test_reboot.restore_after_reboot()
+        for wwn, entry in restored.manifest.items():
+            if not entry['gone']:
+                cls.addClassCleanup(
+                    base.run, 'losetup', '--detach',
+                    entry['endpoint']['luns'][0]['device_path'])
+            cls.addClassCleanup(cls.delete_endpoint, wwn)
+        return list(restored.first.restored)
 
     @classmethod
     def power_off_guest(cls):
@@ -185,8 +210,22 @@ class HypervisorTestCase(base.FunctionalTestCase):
 
     def test_the_guest_sees_every_disk(self):
         self.assertEqual(
-            sorted(ep.luns[0].serial for ep in self.endpoints.values()),
+            sorted(ep.luns[0].serial for ep in
+                   list(self.endpoints.values()) + self.restored),
             sorted(self.disks_at_boot))
+
+    def test_the_guest_reads_restored_disks_as_before_the_reboot(self):
+        if test_reboot.PHASE != 'after':
+            self.skipTest('runs in the second boot of tox -e functional, '
+                          'after test_reboot.py restored its endpoints')
+        manifest = test_reboot.restore_after_reboot().manifest
+        self.assertEqual(2, len(self.restored))  # kept-1 and kept-2
+        for ep in self.restored:
+            sd = self.disks_at_boot[ep.luns[0].serial]['name']
+            self.assertEqual(
+                [manifest[ep.wwn]['marker']],
+                self.guest_run("dd if=/dev/%s bs=512 count=1 2>/dev/null | "
+                               "tr -d '\\000'; echo" % sd), ep.wwn)
 
     def test_the_guest_sees_each_devices_block_sizes_and_rotation(self):
         seen = self.seen(self.disks_at_boot)
@@ -384,7 +423,8 @@ class HypervisorTestCase(base.FunctionalTestCase):
 
     def test_the_kernel_serves_the_guest_disks(self):
         workers = self.guest.vhost_workers()
-        self.assertEqual(len(self.endpoints), len(workers))
+        self.assertEqual(len(self.endpoints) + len(self.restored),
+                         len(workers))
         self.assertEqual({expected_worker_kind()},
                          {kind for kind, _task in workers})
 

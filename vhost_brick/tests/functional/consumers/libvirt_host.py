@@ -291,8 +291,9 @@ class LibvirtDomain:
             'name': self.name,
             'kernel': saxutils.escape(kernel),
             'initrd': saxutils.escape(initrd),
-            'cmdline': saxutils.escape('console=ttyS0 panic=-1 quiet '
-                                       'marker=' + marker),
+            'cmdline': saxutils.escape('console=ttyS0 panic=-1 quiet %s '
+                                       'marker=%s' % (guest.FAST_BOOT,
+                                                      marker)),
             'hostdevs': '\n'.join(hostdevs),
             'console': saxutils.escape(self.console_path),
         }
