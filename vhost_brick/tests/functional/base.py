@@ -18,12 +18,15 @@ need is a failure, not a skip.
 """
 
 import glob
+import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import fixtures
 
@@ -71,6 +74,51 @@ def load_kernel_modules():
 def wait_readable(stream, timeout):
     """Whether stream has something to read within timeout seconds."""
     return bool(select.select([stream], [], [], timeout)[0])
+
+
+class Agent:
+    """A process that answers one JSON line per JSON request line.
+
+    The protocol of the service agents (service_agent.py and
+    consumers/nova_compute.py): ``{"call": name, ...}`` in, and
+    ``{"result": ...}`` or ``{"error": class name, "kwargs": ...}`` out.
+    """
+
+    # Under TCG a privsep daemon's start, or Nova's import, takes tens of
+    # seconds; a call that has not answered by then hangs.
+    ANSWER_TIMEOUT = 300
+
+    def __init__(self, argv, **popen_kwargs):
+        self.process = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            **popen_kwargs)
+
+    def call(self, name, *args, **kwargs):
+        """The agent's answer: {"result": ...} or {"error": ...}."""
+        self.process.stdin.write(json.dumps(
+            {'call': name, 'args': args, 'kwargs': kwargs}) + '\n')
+        self.process.stdin.flush()
+        if not wait_readable(self.process.stdout, self.ANSWER_TIMEOUT):
+            # The agent's threads, as it dumps them, in captured stderr.
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(5)
+            raise AssertionError('%s did not answer within %d s: a hang (the '
+                                 "agent's stacks are in its stderr)"
+                                 % (name, self.ANSWER_TIMEOUT))
+        line = self.process.stdout.readline()
+        if not line:
+            raise AssertionError('the agent died during %s' % name)
+        return json.loads(line)
+
+    def result(self, name, *args, **kwargs):
+        answer = self.call(name, *args, **kwargs)
+        if 'error' in answer:
+            raise AssertionError('%s raised %s' % (name, answer))
+        return answer['result']
+
+    def stop(self):
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
 def vhost_targets():

@@ -47,9 +47,6 @@ ROOTWRAP_CONF = '/etc/vhost-brick/rootwrap.conf'
 ROOTWRAP = [os.path.join(BIN, 'vhost-brick-rootwrap'), ROOTWRAP_CONF]
 ROOT_HELPER = ' '.join(['sudo', '-n'] + ROOTWRAP)
 SUDOERS = '/etc/sudoers.d/vhost-brick-functional'
-# Under TCG a daemon start through sudo and rootwrap takes tens of
-# seconds; a call that has not answered by then hangs.
-ANSWER_TIMEOUT = 300
 RC_UNAUTHORIZED = 99
 
 
@@ -100,7 +97,7 @@ def as_user(user, *cmd, **kwargs):
                           capture_output=True, text=True, **kwargs)
 
 
-class ServiceAgent:
+class ServiceAgent(base.Agent):
     """A service's process holding one VhostExecutor.
 
     It runs as user, or as root when user is None.
@@ -110,40 +107,10 @@ class ServiceAgent:
         as_user = [] if user is None else [
             'setpriv', '--reuid', user, '--regid', user, '--init-groups',
             '--']
-        self.process = subprocess.Popen(
+        super().__init__(
             as_user + [sys.executable, '-m',
                        'vhost_brick.tests.functional.service_agent', mode,
-                       root_helper],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            cwd='/')
-
-    def call(self, name, *args, **kwargs):
-        """The executor's answer: {"result": ...} or {"error": ...}."""
-        self.process.stdin.write(json.dumps(
-            {'call': name, 'args': args, 'kwargs': kwargs}) + '\n')
-        self.process.stdin.flush()
-        ready = base.wait_readable(self.process.stdout, ANSWER_TIMEOUT)
-        if not ready:
-            # The agent's threads, as it dumps them, in captured stderr.
-            self.process.send_signal(signal.SIGUSR1)
-            time.sleep(5)
-            raise AssertionError('%s did not answer within %d s: a hang (the '
-                                 "agent's stacks are in its stderr)"
-                                 % (name, ANSWER_TIMEOUT))
-        line = self.process.stdout.readline()
-        if not line:
-            raise AssertionError('the agent died during %s' % name)
-        return json.loads(line)
-
-    def result(self, name, *args, **kwargs):
-        answer = self.call(name, *args, **kwargs)
-        if 'error' in answer:
-            raise AssertionError('%s raised %s' % (name, answer))
-        return answer['result']
-
-    def stop(self):
-        self.process.stdin.close()
-        self.process.wait(timeout=60)
+                       root_helper], cwd='/')
 
 
 def daemon_pids(sock_path):
