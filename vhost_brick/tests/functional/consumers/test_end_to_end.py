@@ -15,7 +15,11 @@
 Cinder's LVM driver creates and exports a volume, the connector attaches
 it as Nova's libvirt driver would, and Debian 12's libvirt (9.0) boots a
 domain from exactly :func:`vhost_brick.attach.libvirt_hostdev_xml` of
-the endpoint; a second endpoint, made by the executor, is hot-plugged.
+the endpoint. A second Cinder volume is hot-plugged and unplugged by
+Nova 34 itself, with ``contrib/nova``'s patch applied: its
+``LibvirtDriver`` picks the volume driver, which exports the volume and
+gives the hostdev, and finds the hostdev again by alias in libvirt's
+live XML to detach it.
 """
 
 import mmap
@@ -34,6 +38,29 @@ from vhost_brick.tests.functional.consumers import libvirt_host
 # Cinder and the compute side share one host and one rootwrap.
 ROOT_HELPER = cinder_host.ROOT_HELPER
 SECTOR = 512
+
+
+class NovaCompute(base.Agent):
+    """Nova's compute process (nova_compute.py), on Nova's own Python."""
+
+    def __init__(self):
+        python = os.environ.get('VHOST_BRICK_NOVA_PYTHON', '')
+        if not os.path.exists(python):
+            raise AssertionError(
+                'VHOST_BRICK_NOVA_PYTHON=%r: no Python of an environment '
+                'with Nova and contrib/nova\'s patch (tox -e nova makes it)'
+                % python)
+        super().__init__(
+            [python, '-m',
+             'vhost_brick.tests.functional.consumers.nova_compute'],
+            cwd='/')
+
+    def typed_result(self, name, *args):
+        """The call's result; its refusal raised here as the same error."""
+        answer = self.call(name, *args)
+        if 'error' in answer:
+            raise getattr(exception, answer['error'])(**answer['kwargs'])
+        return answer['result']
 
 
 def read_sector(path, number):
@@ -120,11 +147,11 @@ class EndToEndTestCase(base.FunctionalTestCase):
             'connect: a repeated connect gave another endpoint')
 
         # 3. The domain boots from the volume; data flows both ways.
-        hot_disk = self.useFixture(base.LoopDevice(
-            size=64 << 20, data=hot_sector0.encode()))
-        hot = self.create(hot_disk.path)
+        # Meanwhile Nova's compute process imports Nova (a minute or two
+        # under TCG) for step 4.
+        nova = NovaCompute()
+        self.addCleanup(nova.stop)
         boot_xml = attach.libvirt_hostdev_xml(boot)
-        hot_xml = attach.libvirt_hostdev_xml(hot)
         domain = libvirt_host.LibvirtDomain([boot_xml], marker)
         self.addCleanup(domain.destroy)
         domain.start()
@@ -136,14 +163,33 @@ class EndToEndTestCase(base.FunctionalTestCase):
         self.assertEqual(marker, read_sector(lv_path, 16),
                          'boot: the guest write did not reach the LV')
 
-        # 4. A live attach of a second endpoint reaches the guest.
-        domain.attach_device(hot_xml)
+        # 4. Nova attaches a second volume live: its LibvirtDriver picks
+        # the vhost volume driver, which exports the volume (the endpoint
+        # Cinder made) and gives the hostdev libvirt hot-plugs.
+        hot_volume = self.cinder.new_volume(self.context)
+        self.driver.create_volume(hot_volume)
+        self.addCleanup(self.driver.delete_volume, hot_volume)
+        hot_lv_path = self.cinder.lv_path(hot_volume)
+        write_sector(hot_lv_path, 0, hot_sector0)
+        hot_volume.update(self.driver.create_export(self.context, hot_volume,
+                                                    properties))
+        self.addCleanup(self.driver.remove_export, self.context, hot_volume)
+        hot_info = dict(self.driver.initialize_connection(hot_volume,
+                                                          properties),
+                        serial=hot_volume.id)
+        connected = nova.result('connect', hot_info)
+        hot_info = connected['connection_info']
+        self.assertEqual(hot_volume.provider_location,
+                         hot_info['data']['wwpn'],
+                         'nova: not the endpoint Cinder exported')
+        domain.attach_device(connected['hostdev'])
         self.assertEqual(
             'sdb sector0=' + hot_sector0, domain.expect('sdb sector0='),
             'attach: the guest did not read the hot-plugged disk')
-        self.assertIn(hot.wwn, domain.live_status(),
+        hot_wwn = hot_info['data']['wwpn']
+        self.assertIn(hot_wwn, domain.live_status(),
                       'attach: libvirt has no live status of the hostdev')
-        self.assertNotIn(hot.wwn, domain.qemu_command_line(),
+        self.assertNotIn(hot_wwn, domain.qemu_command_line(),
                          'attach: the hot-plugged WWN is on QEMU\'s command '
                          'line, not only in libvirt\'s live status')
 
@@ -156,8 +202,10 @@ class EndToEndTestCase(base.FunctionalTestCase):
              lambda: brick.disconnect_volume(connection_info['data'], None)),
             ('sda', lv_path, 'remove_export',
              lambda: self.driver.remove_export(self.context, volume)),
-            ('sdb', hot_disk.path, 'delete_endpoint',
-             lambda: self.executor.delete_endpoint(hot.wwn)))
+            ('sdb', hot_lv_path, 'delete_endpoint',
+             lambda: self.executor.delete_endpoint(hot_wwn)),
+            ('sdb', hot_lv_path, "Nova's disconnect_volume",
+             lambda: nova.typed_result('disconnect', hot_info)))
         for disk, path, call, delete in refusals:
             snapshot = base.configfs_snapshot()
             with self.assertRaises(exception.EndpointInUse,
@@ -175,15 +223,25 @@ class EndToEndTestCase(base.FunctionalTestCase):
                              'in use: the guest lost %s after a refused %s'
                              % (disk, call))
 
-        # 6. After a live detach, the second endpoint can go.
-        domain.detach_device(hot_xml, gone_mark=hot.wwn)
+        # 6. Nova finds the hostdev by the volume's alias in libvirt's
+        # live XML and detaches it; then its disconnect removes the
+        # endpoint and Cinder tears down.
+        found = nova.result('find', domain.dumpxml(), hot_volume.id)
+        self.assertIsNotNone(found, 'detach: Nova did not find the hostdev '
+                             'by its alias')
+        self.assertEqual(hot_wwn, found['wwpn'],
+                         'detach: Nova found another hostdev')
+        domain.detach_device(found['hostdev'], gone_mark=hot_wwn)
         self.assertEqual('sdb gone', domain.expect('sdb gone'),
                          'detach: the guest still has the disk')
-        self.executor.delete_endpoint(hot.wwn)
-        self.assertNotIn(hot.wwn, base.vhost_targets(),
+        nova.result('disconnect', hot_info)
+        self.assertNotIn(hot_wwn, base.vhost_targets(),
                          'detach: the endpoint was not deleted')
         self.assertEqual('running', domain.state(),
                          'detach: the domain stopped')
+        self.driver.terminate_connection(hot_volume, properties)
+        self.driver.remove_export(self.context, hot_volume)
+        self.driver.delete_volume(hot_volume)
 
         # 7. Once the domain is destroyed, Nova's disconnect (with only
         # the persisted connection data) removes the endpoint, Cinder
