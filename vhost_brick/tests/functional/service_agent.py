@@ -63,6 +63,24 @@ def plain(value):
     return value
 
 
+def serve(call):
+    """Answer each request line of stdin with call(name, *args, **kwargs).
+
+    A vhost_brick error is answered with its class name and fields.
+    """
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            answer = {'result': call(request['call'],
+                                     *request.get('args', ()),
+                                     **request.get('kwargs', {}))}
+        except exception.VhostBrickException as err:
+            answer = {'error': type(err).__name__, 'kwargs': {
+                key: str(value) for key, value in err.kwargs.items()}}
+        sys.stdout.write(json.dumps(answer) + '\n')
+        sys.stdout.flush()
+
+
 def main(mode, root_helper):
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     cfg.CONF.set_override('privileged_mode', mode, group='vhost_brick')
@@ -72,19 +90,12 @@ def main(mode, root_helper):
     privsep_log.addHandler(started)
     privsep_log.setLevel(logging.INFO)
     service = executor.VhostExecutor(root_helper=root_helper)
-    for line in sys.stdin:
-        request = json.loads(line)
-        if request['call'] == 'daemon_command':
-            answer = {'result': started.command}
-        else:
-            try:
-                answer = {'result': plain(getattr(service, request['call'])(
-                    *request.get('args', ()), **request.get('kwargs', {})))}
-            except exception.VhostBrickException as err:
-                answer = {'error': type(err).__name__, 'kwargs': {
-                    key: str(value) for key, value in err.kwargs.items()}}
-        sys.stdout.write(json.dumps(answer) + '\n')
-        sys.stdout.flush()
+
+    def call(name, *args, **kwargs):
+        if name == 'daemon_command':
+            return started.command
+        return plain(getattr(service, name)(*args, **kwargs))
+    serve(call)
 
 
 if __name__ == '__main__':

@@ -32,14 +32,12 @@ and the volume driver its ``VOLUME_DRIVERS`` names for ``vhost``:
 """
 
 import faulthandler
-import json
 import signal
-import sys
 
 from nova.virt.libvirt import driver as libvirt_driver
 from nova.virt.libvirt import guest as libvirt_guest
 
-from vhost_brick import exception
+from vhost_brick.tests.functional import service_agent
 
 
 class LiveDomain:
@@ -86,16 +84,8 @@ class Compute:
 def main():
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     compute = Compute()
-    for line in sys.stdin:
-        request = json.loads(line)
-        try:
-            answer = {'result': getattr(compute, request['call'])(
-                *request.get('args', ()), **request.get('kwargs', {}))}
-        except exception.VhostBrickException as err:
-            answer = {'error': type(err).__name__, 'kwargs': {
-                key: str(value) for key, value in err.kwargs.items()}}
-        sys.stdout.write(json.dumps(answer) + '\n')
-        sys.stdout.flush()
+    service_agent.serve(
+        lambda name, *args, **kwargs: getattr(compute, name)(*args, **kwargs))
 
 
 if __name__ == '__main__':
