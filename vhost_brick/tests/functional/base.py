@@ -23,6 +23,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -119,6 +120,16 @@ class Agent:
     def stop(self):
         self.process.stdin.close()
         self.process.wait(timeout=60)
+
+
+def name_the_host():
+    """Give the VM a host name, for sudo and Nova.
+
+    It boots as "(none)", which sudo cannot resolve and Nova's
+    [DEFAULT] host option refuses.
+    """
+    if socket.gethostname() == '(none)':
+        run('hostname', 'localhost')
 
 
 def vhost_targets():

@@ -71,7 +71,7 @@ class RebootTestCase(base.FunctionalTestCase):
                            if name == 'kept-2' else {}))
             manifest[ep.wwn] = {'endpoint': ep.to_dict(), 'backing': backing,
                                 'marker': marker, 'gone': name == 'gone'}
-        with open(os.path.join(PERSIST, 'manifest.json'), 'w') as f:
+        with open(manifest_path(), 'w') as f:
             json.dump(manifest, f)
 
     def test_after_reboot_restore_brings_back_wwn_nexus_and_data(self):
@@ -114,6 +114,11 @@ class RebootTestCase(base.FunctionalTestCase):
         self.assertEqual((), restored.again.restored)
 
 
+def manifest_path():
+    """What the first boot made, for the second: the shared directory's."""
+    return os.path.join(PERSIST, 'manifest.json')
+
+
 def use_persisted_state():
     """Point the helper's configuration at the state both boots share."""
     os.makedirs(os.path.dirname(CONFIG), exist_ok=True)
@@ -132,7 +137,7 @@ def restore_after_reboot():
     HypervisorTestCase's guest reads them and its cleanup deletes them.
     """
     use_persisted_state()
-    with open(os.path.join(PERSIST, 'manifest.json')) as f:
+    with open(manifest_path()) as f:
         manifest = json.load(f)
     known_before = set(manifest) & base.vhost_targets()
     for entry in manifest.values():

@@ -26,7 +26,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -73,8 +72,7 @@ def install_service_users():
         except KeyError:
             base.run('useradd', '--system', '--no-create-home', '--shell',
                      '/usr/sbin/nologin', user)
-    if socket.gethostname() == '(none)':
-        base.run('hostname', 'localhost')  # sudo resolves the host name
+    base.name_the_host()  # sudo resolves the host name
     os.makedirs('/etc/vhost-brick/rootwrap.d', exist_ok=True)
     shutil.copy(os.path.join(ETC, 'rootwrap.d', 'vhost-brick.filters'),
                 '/etc/vhost-brick/rootwrap.d/')

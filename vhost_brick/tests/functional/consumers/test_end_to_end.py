@@ -24,7 +24,6 @@ live XML to detach it.
 
 import mmap
 import os
-import socket
 
 from vhost_brick import attach
 from vhost_brick import endpoint
@@ -51,10 +50,7 @@ class NovaCompute(base.Agent):
                 'VHOST_BRICK_NOVA_PYTHON=%r: no Python of an environment '
                 'with Nova and contrib/nova\'s patch (tox -e nova makes it)'
                 % python)
-        # Nova's [DEFAULT] host defaults to the host name and must be a
-        # valid one: the VM's "(none)" fails Nova's import.
-        if socket.gethostname() == '(none)':
-            base.run('hostname', 'localhost')
+        base.name_the_host()  # Nova's import checks it
         super().__init__(
             [python, '-m',
              'vhost_brick.tests.functional.consumers.nova_compute'],
