@@ -132,17 +132,6 @@ def name_the_host():
         run('hostname', 'localhost')
 
 
-def host_wide(test):
-    """Mark a test that needs no other test's endpoints on the host.
-
-    Tests of something host-wide (the vhost fabric, the HBA, a restore
-    of the whole state): conftest.py runs them before anything that
-    keeps endpoints for the rest of a session (a nested guest's).
-    """
-    test.host_wide = True
-    return test
-
-
 def vhost_targets():
     return set(os.listdir(VHOST)) - {'discovery_auth', 'version'}
 

@@ -262,7 +262,6 @@ class IdentityTestCase(PolicyTestCase):
         [restored] = self.executor.restore().restored
         self.assertEqual(ep.luns[0].serial, restored.luns[0].serial)
 
-    @base.host_wide
     def test_restore_refuses_a_loop_device_re_pointed_at_another_file(self):
         loop = self.make_loop()
         ep = self.executor.create_endpoint(loop.path)

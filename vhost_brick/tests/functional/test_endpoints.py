@@ -143,7 +143,6 @@ class DeleteTestCase(base.FunctionalTestCase):
         self.assertRaises(exception.EndpointNotFound,
                           self.executor.get_endpoint, ep.wwn)
 
-    @base.host_wide
     def test_hba_goes_with_the_last_backstore_in_it(self):
         hba = os.path.join(base.CORE, 'iblock_%d' % backstores.HBA_INDEX)
         first = self.executor.create_endpoint(self.make_disk())
@@ -428,7 +427,6 @@ class RootDaemonTestCase(base.FunctionalTestCase):
 
 class FabricTestCase(base.FunctionalTestCase):
 
-    @base.host_wide
     def test_a_create_makes_the_vhost_fabric_when_it_is_gone(self):
         # Every test deletes its endpoints: the fabric is empty here.
         os.rmdir(base.VHOST)

@@ -72,46 +72,13 @@ class HypervisorTestCase(base.FunctionalTestCase):
     of ``tox -e functional`` the guest also gets the endpoints
     test_reboot.py restored (:attr:`restored`), so one nested boot
     serves both.
-
-    The guest's boot takes minutes, during which the host has a core to
-    spare: conftest.py calls :meth:`boot_before_the_tests` once the
-    session's tests are collected, so the tests before this class run
-    while the guest boots.
     """
-
-    guest = None
-    boot_failure = None
-
-    @classmethod
-    def boot_before_the_tests(cls):
-        """Start the guest now; setUpClass raises what this could not do."""
-        if not base.ENABLED:
-            return
-        try:
-            cls.start_guest()
-        except Exception as error:
-            cls.boot_failure = error
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         if not base.ENABLED:
             return
-        if cls.boot_failure is not None:
-            raise AssertionError('the guest could not be started before '
-                                 'the tests') from cls.boot_failure
-        if cls.guest is None:
-            cls.start_guest()
-        cls.guest.expect('written')
-        cls.disks_at_boot = cls.look()
-
-    @classmethod
-    def start_guest(cls):
-        """Make the disks and endpoints, start the guest's boot.
-
-        Everything made is deleted by the class cleanup, also when the
-        class never gets as far as its tests.
-        """
         base.load_kernel_modules()
         cls.class_executor = executor.VhostExecutor(root_helper=None)
         # First: restore reattaches the loop devices it needs by number.
@@ -146,6 +113,8 @@ class HypervisorTestCase(base.FunctionalTestCase):
             ] + cls.restored)
         cls.guest.start()
         cls.addClassCleanup(cls.power_off_guest)
+        cls.guest.expect('written')
+        cls.disks_at_boot = cls.look()
 
     @classmethod
     def class_fixture(cls, fixture):

@@ -26,16 +26,15 @@ import fcntl
 import functools
 import json
 import os
-import shutil
 
 from vhost_brick import exception
 from vhost_brick import executor
-from vhost_brick.privileged import state
 from vhost_brick.tests.functional import base
 
 
 PERSIST = os.environ.get('VHOST_BRICK_PERSIST_DIR')
 PHASE = os.environ.get('VHOST_BRICK_REBOOT_PHASE')
+CONFIG = '/etc/vhost-brick/vhost-brick.conf'
 LOOP_CTL_ADD = 0x4C80
 
 Restored = collections.namedtuple(
@@ -53,9 +52,8 @@ class RebootTestCase(base.FunctionalTestCase):
     def test_before_reboot_create_endpoints(self):
         if PHASE != 'before':
             self.skipTest('runs in the first of the two boots')
-        # The state goes to the directory both boots share.
-        self.useFixture(base.RootConfig(
-            state_path=os.path.join(PERSIST, 'state')))
+        use_persisted_state()
+        self.addCleanup(os.unlink, CONFIG)
         self.leaves_endpoints = True
         manifest = {}
         for name in ('kept-1', 'kept-2', 'gone'):
@@ -121,20 +119,24 @@ def manifest_path():
     return os.path.join(PERSIST, 'manifest.json')
 
 
+def use_persisted_state():
+    """Point the helper's configuration at the state both boots share."""
+    os.makedirs(os.path.dirname(CONFIG), exist_ok=True)
+    with open(CONFIG, 'w') as conf:
+        conf.write('[vhost_brick]\nstate_path = %s\n'
+                   % os.path.join(PERSIST, 'state'))
+
+
 @functools.cache
 def restore_after_reboot():
     """The second boot's restore, once, for every test that looks at it.
 
-    The state the first boot kept comes back where the root side keeps
-    it by default, as on a host whose /var/lib survives its reboots, so
-    the other tests of this boot find the default configuration (and
-    the restored endpoints in the state). Reattaches the loop devices of
-    the endpoints the first boot kept, then restores twice. The restored
-    endpoints stay for the rest of this boot: HypervisorTestCase's guest
-    reads them and its cleanup deletes them.
+    Reattaches the loop devices of the endpoints the first boot kept,
+    then restores twice. The restored endpoints stay, and the shared
+    state stays configured, for the rest of this boot:
+    HypervisorTestCase's guest reads them and its cleanup deletes them.
     """
-    shutil.copytree(os.path.join(PERSIST, 'state'), state.DEFAULT_STATE_PATH,
-                    dirs_exist_ok=True)
+    use_persisted_state()
     with open(manifest_path()) as f:
         manifest = json.load(f)
     known_before = set(manifest) & base.vhost_targets()
