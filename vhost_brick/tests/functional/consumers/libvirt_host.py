@@ -32,6 +32,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from xml.sax import saxutils
 
 import fixtures
@@ -86,6 +87,7 @@ done
 
 DOMAIN_XML = """<domain type='qemu'>
   <name>%(name)s</name>
+  <uuid>%(uuid)s</uuid>
   <memory unit='MiB'>256</memory>
   <vcpu>1</vcpu>
   <os>
@@ -266,7 +268,7 @@ class LibvirtHost(fixtures.Fixture):
 
 
 class LibvirtDomain:
-    """A transient TCG domain whose disks are the given hostdevs.
+    """A persistent TCG domain, as Nova's, whose disks are the hostdevs.
 
     It boots the kernel the VM runs (direct kernel boot, machine ``pc``,
     ACPI on so that PCI hot-plug works, 256 MiB, one vCPU) with
@@ -282,6 +284,7 @@ class LibvirtDomain:
     def __init__(self, hostdevs, marker, kernel_dir=None):
         kernel_dir = kernel_dir or running_kernel_dir()
         self.name = DOMAIN_PREFIX + os.urandom(4).hex()
+        self.uuid = str(uuid.uuid4())
         self.console_path = '/run/%s.console' % self.name
         initrd = vmrun.build_initramfs(kernel_dir, guest.MODULES, INIT,
                                        dest_dir='/run')
@@ -289,6 +292,7 @@ class LibvirtDomain:
                               vmrun.kernel_version(kernel_dir))
         self.xml = DOMAIN_XML % {
             'name': self.name,
+            'uuid': self.uuid,
             'kernel': saxutils.escape(kernel),
             'initrd': saxutils.escape(initrd),
             'cmdline': saxutils.escape('console=ttyS0 panic=-1 quiet %s '
@@ -311,8 +315,9 @@ class LibvirtDomain:
             os.unlink(path)
 
     def start(self, timeout=60):
-        """Create and start the domain; connect to its serial console."""
-        self._virsh_with_xml('create', xml=self.xml)
+        """Define and start the domain; connect to its serial console."""
+        self._virsh_with_xml('define', xml=self.xml)
+        virsh('start', self.name)
         deadline = time.monotonic() + timeout
         self.console = socket.socket(socket.AF_UNIX)
         while True:
@@ -352,8 +357,10 @@ class LibvirtDomain:
     def is_defined(self):
         return self.name in virsh('list', '--all', '--name').split()
 
-    def dumpxml(self):
-        return virsh('dumpxml', self.name)
+    def dumpxml(self, inactive=False):
+        """The live XML, or the persistent configuration's."""
+        return virsh('dumpxml', self.name, *(['--inactive'] if inactive
+                                             else []))
 
     def live_status(self):
         """libvirt's status XML of the running domain, hot-plugs included."""
@@ -366,32 +373,11 @@ class LibvirtDomain:
         with open('/proc/%s/cmdline' % pid, 'rb') as cmdline:
             return cmdline.read().replace(b'\0', b' ').decode()
 
-    def attach_device(self, xml):
-        """``virsh attach-device --live``."""
-        self._virsh_with_xml('attach-device', self.name, '--live', xml=xml)
-
-    def detach_device(self, xml, gone_mark, timeout=180):
-        """``virsh detach-device --live``; wait until libvirt dropped it.
-
-        libvirt only drops a hot-unplugged device when QEMU reports it
-        deleted, i.e. after the guest's OS ejected it; virsh returns
-        earlier if that takes more than a few seconds.
-
-        :param gone_mark: text of the device (its WWN) that must vanish
-                          from ``virsh dumpxml``
-        """
-        self._virsh_with_xml('detach-device', self.name, '--live', xml=xml)
-        deadline = time.monotonic() + timeout
-        while gone_mark in self.dumpxml():
-            if time.monotonic() > deadline:
-                raise AssertionError('%s still in domain %s %ss after '
-                                     'detach-device' % (gone_mark, self.name,
-                                                        timeout))
-            time.sleep(1)
-
     def destroy(self):
-        """``virsh destroy`` unless already gone; close the console."""
+        """Destroy and undefine the domain unless gone; close its console."""
         if self.is_defined():
-            virsh('destroy', self.name)
+            if self.state() != 'shut off':
+                virsh('destroy', self.name)
+            virsh('undefine', self.name)
         if self.console is not None:
             self.console.close()

@@ -21,71 +21,110 @@ contrib/nova's patch (``VHOST_BRICK_NOVA_PYTHON``)::
     python -m vhost_brick.tests.functional.consumers.nova_compute
 
 Requests and answers as :class:`~vhost_brick.tests.functional.base.Agent`
-has them. Every call goes through Nova's own ``LibvirtDriver`` methods
-and the volume driver its ``VOLUME_DRIVERS`` names for ``vhost``:
+has them. Nova's ``LibvirtDriver`` runs with a real ``Host`` on
+libvirt-python and libvirtd's ``qemu:///system``, its event thread
+started as nova-compute starts it, and the volume driver its
+``VOLUME_DRIVERS`` names for ``vhost``. Instances are Nova's
+``Instance`` objects, by the UUID of their libvirt domain:
 
-* ``connect(connection_info)``: the connection_info as Nova keeps it
-  after ``connect_volume``, and the hostdev XML Nova attaches;
-* ``find(domain_xml, volume_id)``: the hostdev Nova's detach finds by the
-  volume's alias in a domain's live XML, or None;
-* ``disconnect(connection_info)``.
+* ``attach(connection_info, instance_uuid, mountpoint)``: what Nova's
+  ``attach_volume`` does up to its database bookkeeping (which needs
+  Nova's database): connect, the device config, the attach-time checks,
+  ``Guest.attach_device`` persistent and live; the connection_info as
+  Nova keeps it and the hostdev XML;
+* ``find(instance_uuid, volume_id)``: the hostdev Nova's detach finds by
+  the volume's alias in the domain's live XML, or None;
+* ``detach(connection_info, instance_uuid, mountpoint)``: Nova's
+  ``detach_volume``, which waits for libvirt's device-removed event,
+  then disconnects;
+* ``disconnect(connection_info)``: Nova's ``_disconnect_volume``.
 """
 
 import faulthandler
+import os
 import signal
+import sys
+import traceback
 
+from nova import conf as nova_conf
+from nova import objects
 from nova.virt.libvirt import driver as libvirt_driver
-from nova.virt.libvirt import guest as libvirt_guest
+from nova.virt.libvirt import host as libvirt_host
 
 from vhost_brick.tests.functional import service_agent
 
-
-class LiveDomain:
-    """A libvirt domain as Nova's Guest reads it: its live XML."""
-
-    def __init__(self, xml):
-        self.xml = xml
-
-    def XMLDesc(self, flags=0):
-        if flags:
-            raise ValueError('Nova asked for XML flags %#x, not the live '
-                             'XML' % flags)
-        return self.xml
+URI = 'qemu:///system'
+# The nested guest answers an unplug request slowly under TCG; Nova's
+# default is 20 s per attempt.
+DETACH_TIMEOUT = 120
 
 
 class Compute:
-    """Nova's LibvirtDriver, unconnected: its volume methods only."""
+    """Nova's LibvirtDriver with its Host: the volume methods only.
+
+    Built without ``LibvirtDriver.__init__``, which sets up all of a
+    compute service (its virtapi, image cache, CPU models); the
+    attributes the volume methods read are set as ``__init__`` sets them.
+    """
 
     def __init__(self):
+        objects.register_all()
+        nova_conf.CONF.set_override('device_detach_timeout', DETACH_TIMEOUT,
+                                    'libvirt')
         self.driver = libvirt_driver.LibvirtDriver.__new__(
             libvirt_driver.LibvirtDriver)
         self.driver.volume_drivers = {}
-        self.driver._host = None
+        self.driver._volume_api = None  # read only for encrypted volumes
+        self.driver._compute_event_callback = None
+        self.driver._device_event_handler = (
+            libvirt_driver.AsyncDeviceEventsHandler())
+        self.driver._host = libvirt_host.Host(
+            URI, lifecycle_event_handler=self.driver.emit_event)
+        self.driver._host.initialize()
 
-    def connect(self, connection_info):
-        volume_driver = self.driver._get_volume_driver(connection_info)
-        volume_driver.connect_volume(connection_info, None)
-        return {'connection_info': connection_info,
-                'hostdev': volume_driver.get_config(connection_info,
-                                                    {}).to_xml()}
+    @staticmethod
+    def instance(instance_uuid):
+        return objects.Instance(uuid=instance_uuid)
 
-    def find(self, domain_xml, volume_id):
+    def attach(self, connection_info, instance_uuid, mountpoint):
+        instance = self.instance(instance_uuid)
+        guest = self.driver._host.get_guest(instance)
+        self.driver._connect_volume(None, connection_info, instance)
+        conf = self.driver._get_volume_config(
+            connection_info, {'dev': mountpoint.rpartition('/')[2],
+                              'bus': 'scsi', 'type': 'disk'})
+        self.driver._check_discard_for_attach_volume(conf, instance)
+        guest.attach_device(conf, persistent=True, live=True)
+        return {'connection_info': connection_info, 'hostdev': conf.to_xml()}
+
+    def find(self, instance_uuid, volume_id):
         found = self.driver._get_guest_disk_device(
-            libvirt_guest.Guest(LiveDomain(domain_xml)), None,
+            self.driver._host.get_guest(self.instance(instance_uuid)), None,
             volume_uuid=volume_id)
         return None if found is None else {'hostdev': found.to_xml(),
                                            'wwpn': found.wwpn}
 
+    def detach(self, connection_info, instance_uuid, mountpoint):
+        self.driver.detach_volume(None, connection_info,
+                                  self.instance(instance_uuid), mountpoint)
+
     def disconnect(self, connection_info):
-        self.driver._get_volume_driver(connection_info).disconnect_volume(
-            connection_info, None)
+        self.driver._disconnect_volume(None, connection_info, None)
 
 
 def main():
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    compute = Compute()
-    service_agent.serve(
-        lambda name, *args, **kwargs: getattr(compute, name)(*args, **kwargs))
+    # Nova's event and connection threads run until the process ends, as
+    # in nova-compute: a normal exit would wait for them forever.
+    try:
+        compute = Compute()
+        service_agent.serve(lambda name, *args, **kwargs: getattr(
+            compute, name)(*args, **kwargs))
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == '__main__':

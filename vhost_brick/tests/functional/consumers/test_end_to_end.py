@@ -17,9 +17,11 @@ it as Nova's libvirt driver would, and Debian 12's libvirt (9.0) boots a
 domain from exactly :func:`vhost_brick.attach.libvirt_hostdev_xml` of
 the endpoint. A second Cinder volume is hot-plugged and unplugged by
 Nova 34 itself, with ``contrib/nova``'s patch applied: its
-``LibvirtDriver`` picks the volume driver, which exports the volume and
-gives the hostdev, and finds the hostdev again by alias in libvirt's
-live XML to detach it.
+``LibvirtDriver``, with its ``Host`` on libvirt-python, picks the volume
+driver, which exports the volume and gives the hostdev its ``Guest``
+attaches, finds the hostdev again by alias in libvirt's live XML, and
+detaches it with its own ``detach_volume``, which waits for libvirt's
+device-removed event.
 """
 
 import mmap
@@ -38,6 +40,13 @@ from vhost_brick.tests.functional.consumers import libvirt_host
 # Cinder and the compute side share one host and one rootwrap.
 ROOT_HELPER = cinder_host.ROOT_HELPER
 SECTOR = 512
+# libvirt-python for Nova's compute process: Debian's python3-libvirt,
+# built for Debian's libvirt 9.0 and the ABI of Python 3.11. Only its
+# modules join that process's path, not the rest of Debian's packages.
+DEBIAN_PYTHON = '/usr/lib/python3/dist-packages'
+LIBVIRT_PYTHON = ('libvirt.py', 'libvirt_qemu.py',
+                  'libvirtmod.cpython-311-x86_64-linux-gnu.so',
+                  'libvirtmod_qemu.cpython-311-x86_64-linux-gnu.so')
 
 
 class NovaCompute(base.Agent):
@@ -54,7 +63,7 @@ class NovaCompute(base.Agent):
         super().__init__(
             [python, '-m',
              'vhost_brick.tests.functional.consumers.nova_compute'],
-            cwd='/')
+            cwd='/', env=dict(os.environ, PYTHONPATH=libvirt_python()))
 
     def typed_result(self, name, *args):
         """The call's result; its refusal raised here as the same error."""
@@ -62,6 +71,22 @@ class NovaCompute(base.Agent):
         if 'error' in answer:
             raise getattr(exception, answer['error'])(**answer['kwargs'])
         return answer['result']
+
+
+def libvirt_python():
+    """A directory holding (links to) Debian's libvirt-python modules."""
+    directory = '/run/vhost-brick-libvirt-python'
+    os.makedirs(directory, exist_ok=True)
+    for name in LIBVIRT_PYTHON:
+        source = os.path.join(DEBIAN_PYTHON, name)
+        if not os.path.exists(source):
+            raise AssertionError('%s is missing: Nova\'s compute process '
+                                 'needs libvirt-python (apt-get install '
+                                 'python3-libvirt)' % source)
+        link = os.path.join(directory, name)
+        if not os.path.lexists(link):
+            os.symlink(source, link)
+    return directory
 
 
 def read_sector(path, number):
@@ -166,7 +191,9 @@ class EndToEndTestCase(base.FunctionalTestCase):
 
         # 4. Nova attaches a second volume live: its LibvirtDriver picks
         # the vhost volume driver, which exports the volume (the endpoint
-        # Cinder made) and gives the hostdev libvirt hot-plugs.
+        # Cinder made) and gives the hostdev Nova's Guest hot-plugs
+        # through libvirt-python, into the live domain and its
+        # persistent configuration.
         hot_volume = self.cinder.new_volume(self.context)
         self.driver.create_volume(hot_volume)
         self.addCleanup(self.driver.delete_volume, hot_volume)
@@ -178,16 +205,17 @@ class EndToEndTestCase(base.FunctionalTestCase):
         hot_info = dict(self.driver.initialize_connection(hot_volume,
                                                           properties),
                         serial=hot_volume.id)
-        connected = nova.result('connect', hot_info)
-        hot_info = connected['connection_info']
+        attached = nova.result('attach', hot_info, domain.uuid, '/dev/sdb')
+        hot_info = attached['connection_info']
         self.assertEqual(hot_volume.provider_location,
                          hot_info['data']['wwpn'],
                          'nova: not the endpoint Cinder exported')
-        domain.attach_device(connected['hostdev'])
         self.assertEqual(
             'sdb sector0=' + hot_sector0, domain.expect('sdb sector0='),
             'attach: the guest did not read the hot-plugged disk')
         hot_wwn = hot_info['data']['wwpn']
+        self.assertIn(hot_wwn, domain.dumpxml(inactive=True),
+                      'attach: not in the persistent configuration')
         self.assertIn(hot_wwn, domain.live_status(),
                       'attach: libvirt has no live status of the hostdev')
         self.assertNotIn(hot_wwn, domain.qemu_command_line(),
@@ -225,17 +253,22 @@ class EndToEndTestCase(base.FunctionalTestCase):
                              % (disk, call))
 
         # 6. Nova finds the hostdev by the volume's alias in libvirt's
-        # live XML and detaches it; then its disconnect removes the
-        # endpoint and Cinder tears down.
-        found = nova.result('find', domain.dumpxml(), hot_volume.id)
+        # live XML; its detach_volume detaches it from the persistent
+        # configuration and the live domain, waits for libvirt's
+        # device-removed event, then disconnects, which removes the
+        # endpoint; Cinder tears down.
+        found = nova.result('find', domain.uuid, hot_volume.id)
         self.assertIsNotNone(found, 'detach: Nova did not find the hostdev '
                              'by its alias')
         self.assertEqual(hot_wwn, found['wwpn'],
                          'detach: Nova found another hostdev')
-        domain.detach_device(found['hostdev'], gone_mark=hot_wwn)
+        nova.result('detach', hot_info, domain.uuid, '/dev/sdb')
         self.assertEqual('sdb gone', domain.expect('sdb gone'),
                          'detach: the guest still has the disk')
-        nova.result('disconnect', hot_info)
+        self.assertNotIn(hot_wwn, domain.dumpxml(),
+                         'detach: still in the live domain')
+        self.assertNotIn(hot_wwn, domain.dumpxml(inactive=True),
+                         'detach: still in the persistent configuration')
         self.assertNotIn(hot_wwn, base.vhost_targets(),
                          'detach: the endpoint was not deleted')
         self.assertEqual('running', domain.state(),
