@@ -63,7 +63,9 @@ class NovaCompute(base.Agent):
         super().__init__(
             [python, '-m',
              'vhost_brick.tests.functional.consumers.nova_compute'],
-            cwd='/', env=dict(os.environ, PYTHONPATH=libvirt_python()))
+            cwd='/', env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                filter(None, [libvirt_python(),
+                              os.environ.get('PYTHONPATH')]))))
 
     def typed_result(self, name, *args):
         """The call's result; its refusal raised here as the same error."""
