@@ -20,8 +20,10 @@ for: raw configfs from this process (the floor), vhost_brick's public API
 and the privsep daemon), rtslib-fb used naively in this process,
 a cinder-rtstool style process per operation that saves the whole
 configuration, and targetcli per command. It also times a batch create
-and delete in one helper call and restore() of the N endpoints after a
-simulated reboot, and checks the project's targets. Absolute times under
+and delete in one helper call, restore() of the N endpoints after a
+simulated reboot, the privsep daemon's empty round trip, and the first
+call of a service through vhost_brick's daemon next to os-brick's, and
+checks the project's targets. Absolute times under
 TCG are not meaningful; the ratios to the floor and their growth with N
 are.
 """
@@ -41,6 +43,7 @@ import rtslib_fb
 from vhost_brick import executor as vb_executor
 from vhost_brick.privileged import backstores
 from vhost_brick.privileged import configfs
+from vhost_brick.privileged import entrypoints
 from vhost_brick.privileged import lio
 
 TARGET = configfs.TARGET_ROOT
@@ -57,6 +60,7 @@ ROOT_HELPER = 'sudo -n %s %s' % (
     os.path.join(os.path.dirname(sys.executable), 'vhost-brick-rootwrap'),
     ROOTWRAP_CONF)
 DAEMON_START = 'privsep daemon start + 1st call, sudo + rootwrap'
+OS_BRICK_START = "os-brick's privsep daemon start + 1st call, same"
 # A service's first call. It has imported oslo.privsep already (a Nova
 # or Cinder service has, for os-brick's daemon); what is timed is what
 # vhost_brick adds: the daemon's start through sudo + rootwrap, its
@@ -73,6 +77,25 @@ cfg.CONF.set_override('helper_command', sys.argv[1] + ' privsep-helper',
 executor.VhostExecutor(root_helper=None).list_endpoints()
 print(time.monotonic() - start)
 """
+# The peer: os-brick's daemon (privsep_osbrick), started the same way,
+# and its cheapest call, an unlink of no links.
+OS_BRICK_FIRST_CALL = """
+import sys, time
+import oslo_privsep.daemon
+from oslo_config import cfg
+from os_brick.privileged import rootwrap
+start = time.monotonic()
+cfg.CONF.set_override('helper_command', sys.argv[1] + ' privsep-helper',
+                      group='privsep_osbrick')
+rootwrap.unlink_root()
+print(time.monotonic() - start)
+"""
+# os-brick's daemon through vhost_brick's rootwrap, as the shipped filter
+# lets vhost_brick's through: for the benchmark only.
+OS_BRICK_FILTER = (
+    '[Filters]\nprivsep-os-brick: RegExpFilter, privsep-helper, root, '
+    'privsep-helper, --privsep_context, os_brick\\.privileged\\.default, '
+    '--privsep_sock_path, /tmp/tmp\\w+/privsep\\.sock\n')
 # A get costs a few milliseconds: its median is taken over this many
 # samples per cycle, a change's over one.
 GETS_PER_CYCLE = 5
@@ -352,6 +375,8 @@ class Bench:
                      timed(api.create_endpoint, device, wwn))
             expect(os.path.isdir(path), '%s create %s' % (approach, wwn))
             self.time_gets(level, approach, api.get_endpoint, wwn)
+            if approach == PRIVSEP_API:
+                self.time_empty_calls(level)
             self.add(level, 'delete', approach,
                      timed(api.delete_endpoint, wwn))
         elif approach == RTSLIB:
@@ -386,6 +411,21 @@ class Bench:
         """GETS_PER_CYCLE samples of get(wwn): one would be mostly noise."""
         for _ in range(GETS_PER_CYCLE):
             self.add(level, 'get', approach, timed(get, wwn))
+
+    def time_empty_calls(self, level):
+        """A call of the privsep daemon that runs no operation.
+
+        The show entry point without its argument: the same channel,
+        daemon, dispatch and answer as a get, refused (InvalidArgument)
+        before the operation. A get's cost over it is the operation's.
+        """
+        for _ in range(GETS_PER_CYCLE):
+            start = time.perf_counter()
+            answer = entrypoints.show()
+            self.add(level, 'empty', PRIVSEP_API,
+                     time.perf_counter() - start, floor_op='get')
+            expect(answer.get('error', {}).get('error') == 'InvalidArgument',
+                   'empty privsep call answered %r' % (answer,))
 
     def approaches(self, level):
         slow = SLOW if self.slow_allowed(level) else ()
@@ -533,7 +573,8 @@ class Bench:
                      seconds / floor[level, floor_op]))
         print('\nx floor: over raw configfs of the same op and N. Batch '
               'and restore rows: one call per N, cost per endpoint; '
-              'restore is compared with raw create.')
+              'restore is compared with raw create; empty, a privsep call '
+              'refused before any operation, with raw get.')
         if skipped:
             high = max(skipped)
             print('Not measured above --slow-max %d: their cost grows with '
@@ -573,8 +614,8 @@ class Bench:
             ('privsep list_endpoint_stats vs raw walk, N=%d' % high, 1.3,
              (high, 'stats', PRIVSEP_API, 'stats'),
              (high, 'stats', FLOOR, 'stats')),
-            ('privsep daemon start vs import rtslib_fb', 2.0,
-             DAEMON_START, RTSLIB_IMPORT),
+            ("privsep daemon start + 1st call vs os-brick's", 1.1,
+             DAEMON_START, OS_BRICK_START),
             ('batch create per ep vs raw loop, N=%d' % high, 2.0,
              (high, 'create', batch, 'create'),
              (high, 'create', raw_loop, 'create')),
@@ -583,10 +624,13 @@ class Bench:
              (high, 'delete', raw_loop, 'delete')),
         ]
         for level in sorted({key[0] for key in medians}):
-            for op, limit in (('create', 2.5), ('delete', 2.5), ('get', 3.0)):
+            for op in ('create', 'delete'):
                 checks.append(('privsep %s vs floor, N=%d' % (op, level),
-                               limit, (level, op, PRIVSEP_API, op),
+                               2.5, (level, op, PRIVSEP_API, op),
                                (level, op, FLOOR, op)))
+            checks.append(('privsep get vs privsep empty, N=%d' % level,
+                           1.5, (level, 'get', PRIVSEP_API, 'get'),
+                           (level, 'empty', PRIVSEP_API, 'get')))
         values = {**medians, **self.startup}
         print('\ntargets (ratios from this run):')
         for label, limit, measured, reference in checks:
@@ -604,6 +648,8 @@ def install_rootwrap():
     with open('etc/vhost-brick/rootwrap.conf') as shipped:
         write(ROOTWRAP_CONF, shipped.read().replace(
             'exec_dirs=', 'exec_dirs=%s,' % os.path.dirname(sys.executable)))
+    write('/etc/vhost-brick/rootwrap.d/bench-os-brick.filters',
+          OS_BRICK_FILTER)
 
 
 def measure_startup(reps):
@@ -620,9 +666,11 @@ def measure_startup(reps):
         result[label] = statistics.median(timed(run, *cmd)
                                           for _ in range(reps))
     # Timed inside a fresh process: what a service's first call costs.
-    result[DAEMON_START] = statistics.median(
-        float(run(sys.executable, '-c', FIRST_CALL, ROOT_HELPER))
-        for _ in range(reps))
+    for label, script in ((DAEMON_START, FIRST_CALL),
+                          (OS_BRICK_START, OS_BRICK_FIRST_CALL)):
+        result[label] = statistics.median(
+            float(run(sys.executable, '-c', script, ROOT_HELPER))
+            for _ in range(reps))
     return result
 
 
