@@ -96,8 +96,11 @@ OS_BRICK_FILTER = (
     '[Filters]\nprivsep-os-brick: RegExpFilter, privsep-helper, root, '
     'privsep-helper, --privsep_context, os_brick\\.privileged\\.default, '
     '--privsep_sock_path, /tmp/tmp\\w+/privsep\\.sock\n')
-# A get costs a few milliseconds: its median is taken over this many
-# samples per cycle, a change's over one.
+# A get in this process or through the privsep daemon costs a few
+# milliseconds: its median is taken over this many samples per cycle, a
+# change's over one. A get through a process per call costs seconds
+# (through sudo + rootwrap about 4 s under TCG): one sample per cycle,
+# like a change.
 GETS_PER_CYCLE = 5
 # What every privsep daemon imports before it runs a line of its
 # context's code; eventlet left out, as vhost-brick-rootwrap leaves it.
@@ -408,8 +411,12 @@ class Bench:
                '%s delete %s' % (approach, wwn))
 
     def time_gets(self, level, approach, get, wwn):
-        """GETS_PER_CYCLE samples of get(wwn): one would be mostly noise."""
-        for _ in range(GETS_PER_CYCLE):
+        """Samples of get(wwn): GETS_PER_CYCLE of milliseconds, else one.
+
+        A get costs milliseconds in this process and through the daemon.
+        """
+        milliseconds = approach in (FLOOR, RTSLIB, PRIVSEP_API)
+        for _ in range(GETS_PER_CYCLE if milliseconds else 1):
             self.add(level, 'get', approach, timed(get, wwn))
 
     def time_empty_calls(self, level):
