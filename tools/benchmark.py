@@ -21,11 +21,10 @@ and the privsep daemon), rtslib-fb used naively in this process,
 a cinder-rtstool style process per operation that saves the whole
 configuration, and targetcli per command. It also times a batch create
 and delete in one helper call, restore() of the N endpoints after a
-simulated reboot, the privsep daemon's empty round trip, and the first
-call of a service through vhost_brick's daemon next to os-brick's, and
-checks the project's targets. Absolute times under
-TCG are not meaningful; the ratios to the floor and their growth with N
-are.
+simulated reboot, an empty call of the privsep daemon, and a service's
+first call through vhost_brick's daemon next to os-brick's, and checks
+the project's targets. Absolute times under TCG are not meaningful; the
+ratios to the floor and their growth with N are.
 """
 
 import argparse
