@@ -62,33 +62,33 @@ DAEMON_START = 'privsep daemon start + 1st call, sudo + rootwrap'
 OS_BRICK_START = "os-brick's privsep daemon start + 1st call, same"
 # A service's first call. It has imported oslo.privsep already (a Nova
 # or Cinder service has, for os-brick's daemon); what is timed is what
-# vhost_brick adds: the daemon's start through sudo + rootwrap, its
+# the daemon's user adds: the daemon's start through sudo + rootwrap, its
 # imports, the call. Root uses no root_helper: helper_command starts the
 # daemon as a service user's root helper would.
 FIRST_CALL = """
 import sys, time
 import oslo_privsep.daemon
 from oslo_config import cfg
-from vhost_brick import executor, privileged
+%(imports)s
 start = time.monotonic()
 cfg.CONF.set_override('helper_command', sys.argv[1] + ' privsep-helper',
-                      group=privileged.default.cfg_section)
-executor.VhostExecutor(root_helper=None).list_endpoints()
+                      group=%(section)s)
+%(call)s
 print(time.monotonic() - start)
 """
-# The peer: os-brick's daemon (privsep_osbrick), started the same way,
-# and its cheapest call, an unlink of no links.
-OS_BRICK_FIRST_CALL = """
-import sys, time
-import oslo_privsep.daemon
-from oslo_config import cfg
-from os_brick.privileged import rootwrap
-start = time.monotonic()
-cfg.CONF.set_override('helper_command', sys.argv[1] + ' privsep-helper',
-                      group='privsep_osbrick')
-rootwrap.unlink_root()
-print(time.monotonic() - start)
-"""
+# vhost_brick's first call, and its peer: os-brick's daemon
+# (privsep_osbrick), started the same way, with its cheapest call, an
+# unlink of no links.
+FIRST_CALLS = {
+    DAEMON_START: FIRST_CALL % {
+        'imports': 'from vhost_brick import executor, privileged',
+        'section': 'privileged.default.cfg_section',
+        'call': 'executor.VhostExecutor(root_helper=None).list_endpoints()'},
+    OS_BRICK_START: FIRST_CALL % {
+        'imports': 'from os_brick.privileged import rootwrap',
+        'section': "'privsep_osbrick'",
+        'call': 'rootwrap.unlink_root()'},
+}
 # os-brick's daemon through vhost_brick's rootwrap, as the shipped filter
 # lets vhost_brick's through: for the benchmark only.
 OS_BRICK_FILTER = (
@@ -672,8 +672,7 @@ def measure_startup(reps):
         result[label] = statistics.median(timed(run, *cmd)
                                           for _ in range(reps))
     # Timed inside a fresh process: what a service's first call costs.
-    for label, script in ((DAEMON_START, FIRST_CALL),
-                          (OS_BRICK_START, OS_BRICK_FIRST_CALL)):
+    for label, script in FIRST_CALLS.items():
         result[label] = statistics.median(
             float(run(sys.executable, '-c', script, ROOT_HELPER))
             for _ in range(reps))
