@@ -121,6 +121,16 @@ class EndpointInUse(VhostBrickException):
     helper_exit_code = 23
 
 
+class EndpointNotOwned(VhostBrickException):
+    message = ("vhost endpoint %(wwn)s cannot be removed here: %(path)s "
+               "belongs to uid %(uid)d, which a hypervisor's security "
+               "driver (libvirt's dynamic_ownership) sets while a domain "
+               "uses the endpoint and gives back after. No hypervisor holds "
+               "it now: give it back to root (chown root:root %(path)s) and "
+               "delete again.")
+    helper_exit_code = 25
+
+
 class KernelSupportMissing(VhostBrickException):
     message = "Kernel support for vhost-scsi is missing: %(reason)s"
     helper_exit_code = 30

@@ -452,6 +452,7 @@ def delete(wwn, claimer=None):
             # attach it half-deleted (one without a nexus cannot be held).
             with (claimer.claim(wwn) if any(tpg.nexus for tpg in tpgs)
                   else contextlib.nullcontext()):
+                _check_removable(wwn, target, tpgs)
                 removed = _remove_luns(rtslib, tpgs)
         try:
             target.delete()
@@ -469,6 +470,25 @@ def delete(wwn, claimer=None):
         if not own:
             backstores.remove_leftover(wwn)
         return True
+
+
+def _check_removable(wwn, target, tpgs):
+    """Refuse, before removing anything, a delete that would stop half-way.
+
+    The privsep daemon keeps no capabilities: it removes an entry only
+    from a directory it may write. libvirt's DAC driver chowns a target's
+    directory to QEMU's user while a domain uses it and gives it back
+    after; one not given back would let the LUNs go and then stop at the
+    TPG.
+    """
+    directories = [os.path.dirname(target.path), target.path]
+    for tpg in tpgs:
+        directories += [tpg.path, os.path.join(tpg.path, 'lun')]
+        directories += [lun.path for lun in tpg.luns]
+    for directory in directories:
+        if not os.access(directory, os.W_OK | os.X_OK, effective_ids=True):
+            raise exception.EndpointNotOwned(
+                wwn=wwn, path=directory, uid=os.stat(directory).st_uid)
 
 
 def _storage_of(rtslib, lun):

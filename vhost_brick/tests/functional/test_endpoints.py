@@ -295,6 +295,45 @@ class InUseTestCase(base.FunctionalTestCase):
         self.assertNotIn(ep.wwn, base.vhost_targets())
 
 
+class RelabelledTargetTestCase(base.FunctionalTestCase):
+    """A target directory left owned by QEMU's user by libvirt's DAC driver.
+
+    The privsep daemon keeps no capabilities, so it cannot remove it.
+    """
+
+    QEMU_UID = 64055  # Debian's libvirt-qemu
+
+    def relabel(self, wwn):
+        path = os.path.join(base.VHOST, wwn)
+        os.chown(path, self.QEMU_UID, self.QEMU_UID)
+        self.addCleanup(self.give_back, path)
+        return path
+
+    @staticmethod
+    def give_back(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.chown(path, 0, 0)
+
+    def test_delete_is_refused_naming_the_directory_and_changes_nothing(self):
+        ep = self.create(self.make_disk())
+        path = self.relabel(ep.wwn)
+        before = base.configfs_snapshot()
+        err = self.assertRaises(exception.EndpointNotOwned,
+                                self.executor.delete_endpoint, ep.wwn)
+        self.assertEqual((path, self.QEMU_UID),
+                         (err.kwargs['path'], err.kwargs['uid']))
+        self.assertEqual(before, base.configfs_snapshot())
+
+    def test_delete_succeeds_once_given_back_to_root(self):
+        ep = self.executor.create_endpoint(self.make_disk())
+        path = self.relabel(ep.wwn)
+        self.assertRaises(exception.EndpointNotOwned,
+                          self.executor.delete_endpoint, ep.wwn)
+        self.give_back(path)
+        self.executor.delete_endpoint(ep.wwn)
+        self.assertNotIn(ep.wwn, base.vhost_targets())
+
+
 class IdentityTestCase(base.FunctionalTestCase):
     """A serial whose guest identity (NAA designator) is taken is refused."""
 

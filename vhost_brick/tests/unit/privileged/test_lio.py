@@ -701,6 +701,20 @@ class DeleteTestCase(LioTestCase):
         self.assertRaises(exception.BackendError, lio.delete, WWN)
         self.assertEqual(before, fake_rtslib.snapshot())
 
+    def test_delete_of_a_target_root_may_not_write_changes_nothing(self):
+        # libvirt's DAC driver chowns the target's directory to QEMU's
+        # user while a domain uses it; the daemon has no CAP_DAC_OVERRIDE.
+        self.create(DEVICE, wwn=WWN)
+        before = fake_rtslib.snapshot()
+        target_dir = fake_rtslib.STATE.targets[('vhost', WWN)].path
+        real_access = os.access
+        self.useFixture(fixtures.MockPatch(
+            'os.access', side_effect=lambda path, mode, **kwargs: (
+                path != target_dir and real_access(path, mode, **kwargs))))
+        err = self.assertRaises(exception.EndpointNotOwned, lio.delete, WWN)
+        self.assertEqual(target_dir, err.kwargs['path'])
+        self.assertEqual(before, fake_rtslib.snapshot())
+
     def test_delete_foreign_endpoint_keeps_its_backstore(self):
         state = self.add_foreign_objects()
         lio.delete('naa.5001405bbbbbbbbb')
