@@ -15,11 +15,12 @@
 The host has ``libvirt-daemon``, ``libvirt-daemon-driver-qemu`` and
 ``libvirt-clients`` but not ``libvirt-daemon-system`` (no systemd units,
 no accounts, no ``qemu.conf``), so :class:`LibvirtHost` does the little
-that is missing: it creates the ``libvirt-qemu`` account (the QEMU
-driver does not start without it), writes a ``qemu.conf`` that runs
-QEMU as root and starts ``virtlogd`` and ``libvirtd``, which make their
-own directories under /run and /var. All of it lands in the VM's tmpfs
-overlay and vanishes with the VM.
+that is missing, as that package would: it creates the ``libvirt-qemu``
+account, writes a ``qemu.conf`` with that package's settings (QEMU runs
+as ``libvirt-qemu``; libvirt's DAC driver labels what a domain uses, the
+vhost target's configfs directory included) and starts ``virtlogd`` and
+``libvirtd``, which make their own directories under /run and /var. All
+of it lands in the VM's tmpfs overlay and vanishes with the VM.
 
 :class:`LibvirtDomain` is a TCG domain booting the VM's own kernel with
 a busybox initramfs; its only disks are vhost-scsi hostdevs and the test
@@ -45,10 +46,14 @@ URI = 'qemu:///system'
 # Domains this module makes, and the only ones its cleanup destroys.
 DOMAIN_PREFIX = 'vhost-brick-'
 QEMU_ACCOUNT = 'libvirt-qemu'
+# The ids libvirt-daemon-system's postinst gives the account when free.
+QEMU_ACCOUNT_ID = 64055
 QEMU_CONF = '/etc/libvirt/qemu.conf'
-# QEMU runs as root, as the other functional tests run it; see
-# "Running bookworm's libvirt by hand" in doc/source/integration.rst.
-QEMU_CONF_SETTINGS = (('user', '"root"'), ('group', '"root"'))
+# libvirt-daemon-system's qemu.conf sets nothing: these are the defaults
+# it leaves, written out so that no other qemu.conf changes them.
+QEMU_CONF_SETTINGS = (('user', '"%s"' % QEMU_ACCOUNT),
+                      ('group', '"%s"' % QEMU_ACCOUNT),
+                      ('dynamic_ownership', '1'))
 VIRTLOGD_SOCKET = '/run/libvirt/virtlogd-sock'
 # libvirt's live status of a running domain (vhostdev.LIBVIRT_STATUS_DIR).
 STATUS_DIR = '/run/libvirt/qemu'
@@ -178,11 +183,12 @@ class LibvirtHost(fixtures.Fixture):
         # Debian's build resolves its default QEMU user before it reads
         # qemu.conf: the QEMU driver does not start without the account.
         if not _account_exists('group', QEMU_ACCOUNT):
-            subprocess.run(['groupadd', '--system', QEMU_ACCOUNT],
-                           check=True)
+            subprocess.run(['groupadd', '--system', '--gid',
+                            str(QEMU_ACCOUNT_ID), QEMU_ACCOUNT], check=True)
             self.addCleanup(self._remove_group)
         if not _account_exists('passwd', QEMU_ACCOUNT):
-            subprocess.run(['useradd', '--system', '--gid', QEMU_ACCOUNT,
+            subprocess.run(['useradd', '--system', '--uid',
+                            str(QEMU_ACCOUNT_ID), '--gid', QEMU_ACCOUNT,
                             '--no-create-home', '--home-dir',
                             '/var/lib/libvirt', '--shell', '/usr/sbin/nologin',
                             QEMU_ACCOUNT], check=True)
@@ -317,6 +323,16 @@ class LibvirtDomain:
     def start(self, timeout=60):
         """Define and start the domain; connect to its serial console."""
         self._virsh_with_xml('define', xml=self.xml)
+        return self.power_on(timeout)
+
+    def power_off(self):
+        """Stop the domain as Nova's hard reboot does; it stays defined."""
+        virsh('destroy', self.name)
+        self.console.close()
+        self.console = None
+
+    def power_on(self, timeout=60):
+        """Start the defined domain; connect to its serial console."""
         virsh('start', self.name)
         deadline = time.monotonic() + timeout
         self.console = socket.socket(socket.AF_UNIX)
@@ -367,11 +383,21 @@ class LibvirtDomain:
         with open(os.path.join(STATUS_DIR, self.name + '.xml')) as status:
             return status.read()
 
-    def qemu_command_line(self):
+    def _qemu_pid(self):
         with open(os.path.join(STATUS_DIR, self.name + '.pid')) as pidfile:
-            pid = pidfile.read().strip()
-        with open('/proc/%s/cmdline' % pid, 'rb') as cmdline:
+            return pidfile.read().strip()
+
+    def qemu_command_line(self):
+        with open('/proc/%s/cmdline' % self._qemu_pid(), 'rb') as cmdline:
             return cmdline.read().replace(b'\0', b' ').decode()
+
+    def qemu_uid(self):
+        """The user QEMU runs as (its effective uid)."""
+        with open('/proc/%s/status' % self._qemu_pid()) as status:
+            for line in status:
+                if line.startswith('Uid:'):
+                    return int(line.split()[2])
+        raise AssertionError('no Uid line in QEMU\'s /proc status')
 
     def destroy(self):
         """Destroy and undefine the domain unless gone; close its console."""

@@ -32,6 +32,10 @@ started as nova-compute starts it, and the volume driver its
   Nova's database): connect, the device config, the attach-time checks,
   ``Guest.attach_device`` persistent and live; the connection_info as
   Nova keeps it and the hostdev XML;
+* ``connect(connection_info, instance_uuid, mountpoint)``: what a hard
+  reboot does for each volume when it builds the guest's new
+  configuration (``_get_guest_storage_config``): connect from the stored
+  connection_info, then the device config; its XML;
 * ``find(instance_uuid, volume_id)``: the hostdev Nova's detach finds by
   the volume's alias in the domain's live XML, or None;
 * ``detach(connection_info, instance_uuid, mountpoint)``: Nova's
@@ -86,16 +90,24 @@ class Compute:
     def instance(instance_uuid):
         return objects.Instance(uuid=instance_uuid)
 
+    def _connected_config(self, connection_info, instance, mountpoint):
+        self.driver._connect_volume(None, connection_info, instance)
+        return self.driver._get_volume_config(
+            connection_info, {'dev': mountpoint.rpartition('/')[2],
+                              'bus': 'scsi', 'type': 'disk'})
+
     def attach(self, connection_info, instance_uuid, mountpoint):
         instance = self.instance(instance_uuid)
         guest = self.driver._host.get_guest(instance)
-        self.driver._connect_volume(None, connection_info, instance)
-        conf = self.driver._get_volume_config(
-            connection_info, {'dev': mountpoint.rpartition('/')[2],
-                              'bus': 'scsi', 'type': 'disk'})
+        conf = self._connected_config(connection_info, instance, mountpoint)
         self.driver._check_discard_for_attach_volume(conf, instance)
         guest.attach_device(conf, persistent=True, live=True)
         return {'connection_info': connection_info, 'hostdev': conf.to_xml()}
+
+    def connect(self, connection_info, instance_uuid, mountpoint):
+        return self._connected_config(
+            connection_info, self.instance(instance_uuid),
+            mountpoint).to_xml()
 
     def find(self, instance_uuid, volume_id):
         found = self.driver._get_guest_disk_device(

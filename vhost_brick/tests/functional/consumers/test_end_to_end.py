@@ -21,11 +21,15 @@ Nova 34 itself, with ``contrib/nova``'s patch applied: its
 driver, which exports the volume and gives the hostdev its ``Guest``
 attaches, finds the hostdev again by alias in libvirt's live XML, and
 detaches it with its own ``detach_volume``, which waits for libvirt's
-device-removed event.
+device-removed event. libvirt runs QEMU as ``libvirt-qemu`` with its DAC
+driver on, as ``libvirt-daemon-system`` configures it, and the domain is
+hard-rebooted in Nova's order: stopped, every volume disconnected, then
+connected again from the stored connection data alone.
 """
 
 import mmap
 import os
+import pwd
 
 from vhost_brick import attach
 from vhost_brick import endpoint
@@ -115,15 +119,20 @@ def write_sector(path, number, text):
         os.fsync(device.fileno())
 
 
+def target_owner(wwn):
+    """The uid owning the endpoint's vhost target directory in configfs."""
+    return os.stat(os.path.join(base.VHOST, wwn)).st_uid
+
+
 class EndToEndTestCase(base.FunctionalTestCase):
     """One volume's and one domain's life, from create_volume to delete.
 
     A domain boot under nested TCG costs one to three minutes, so one
     ordered scenario boots a single domain and checks each stage on it:
     Cinder's export, the connector's attach, the boot, a live attach,
-    refused deletes and disconnects, a live detach, destroy, the
-    disconnect as Nova calls it, Cinder's teardown. Every assertion names
-    the stage that failed.
+    refused deletes and disconnects, a live detach, a hard reboot,
+    destroy, the disconnect as Nova calls it, Cinder's teardown. Every
+    assertion names the stage that failed.
     """
 
     def setUp(self):
@@ -190,6 +199,11 @@ class EndToEndTestCase(base.FunctionalTestCase):
                          'boot: the guest could not write its disk')
         self.assertEqual(marker, read_sector(lv_path, 16),
                          'boot: the guest write did not reach the LV')
+        qemu_uid = pwd.getpwnam(libvirt_host.QEMU_ACCOUNT).pw_uid
+        self.assertEqual(qemu_uid, domain.qemu_uid(),
+                         'boot: QEMU does not run as libvirt-qemu')
+        self.assertEqual(qemu_uid, target_owner(boot.wwn),
+                         'boot: libvirt did not label the endpoint for QEMU')
 
         # 4. Nova attaches a second volume live: its LibvirtDriver picks
         # the vhost volume driver, which exports the volume (the endpoint
@@ -279,7 +293,34 @@ class EndToEndTestCase(base.FunctionalTestCase):
         self.driver.remove_export(self.context, hot_volume)
         self.driver.delete_volume(hot_volume)
 
-        # 7. Once the domain is destroyed, Nova's disconnect (with only
+        # 7. A hard reboot as Nova does it: the domain stops (libvirt
+        # gives the endpoint back to root), Nova disconnects the volume,
+        # then connects it again from the stored connection_info alone
+        # and the restarted guest finds the same disk.
+        boot_info = dict(connection_info, serial=volume.id)
+        last_written = domain.read_sector('sda', 32)
+        domain.power_off()
+        self.assertEqual(0, target_owner(boot.wwn),
+                         'hard reboot: libvirt did not give the endpoint '
+                         'back to root')
+        nova.result('disconnect', boot_info)
+        self.assertNotIn(boot.wwn, base.vhost_targets(),
+                         'hard reboot: Nova\'s disconnect left the endpoint')
+        hostdev = nova.result('connect', boot_info, domain.uuid, '/dev/sda')
+        self.assertIn("wwpn='%s'" % boot.wwn, hostdev.replace('"', "'"),
+                      'hard reboot: Nova\'s config names another endpoint')
+        # Same WWN, device, unit serial, access and discard: the disk the
+        # guest knew (the I_T nexus, which the guest does not see, is new).
+        self.assertEqual(boot.luns, self.executor.get_endpoint(boot.wwn).luns,
+                         'hard reboot: not the same disk again')
+        domain.power_on()
+        self.assertEqual(
+            'sda sector0=' + boot_sector0, domain.expect('sda sector0='),
+            'hard reboot: the guest did not find its disk')
+        self.assertEqual(last_written, domain.read_sector('sda', 32),
+                         'hard reboot: the guest reads other data')
+
+        # 8. Once the domain is destroyed, Nova's disconnect (with only
         # the persisted connection data) removes the endpoint, Cinder
         # tears down, and the guest's data is on the LV.
         domain.destroy()
