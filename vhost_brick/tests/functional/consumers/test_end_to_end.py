@@ -298,7 +298,8 @@ class EndToEndTestCase(base.FunctionalTestCase):
         # then connects it again from the stored connection_info alone
         # and the restarted guest finds the same disk.
         boot_info = dict(connection_info, serial=volume.id)
-        last_written = domain.read_sector('sda', 32)
+        before_reboot = 'before-hard-reboot-' + os.urandom(8).hex()
+        write_sector(lv_path, 32, before_reboot)
         domain.power_off()
         self.assertEqual(0, target_owner(boot.wwn),
                          'hard reboot: libvirt did not give the endpoint '
@@ -317,7 +318,7 @@ class EndToEndTestCase(base.FunctionalTestCase):
         self.assertEqual(
             'sda sector0=' + boot_sector0, domain.expect('sda sector0='),
             'hard reboot: the guest did not find its disk')
-        self.assertEqual(last_written, domain.read_sector('sda', 32),
+        self.assertEqual(before_reboot, domain.read_sector('sda', 32),
                          'hard reboot: the guest reads other data')
 
         # 8. Once the domain is destroyed, Nova's disconnect (with only
