@@ -119,7 +119,9 @@ def _make_default():
 #:
 #: * configfs directories and attributes of LIO are owned by root, so
 #:   mkdir, rmdir, symlink and attribute writes pass the ordinary owner
-#:   permission check; the kernel asks for no capability;
+#:   permission check; the kernel asks for no capability (a target
+#:   directory libvirt gave to QEMU's user and did not give back is
+#:   refused by delete, see ``lio._check_removable``);
 #: * /dev/vhost-scsi is root's 0600 node, opened by its owner, and its
 #:   ioctls (VHOST_SET_OWNER, VHOST_SCSI_SET_ENDPOINT) need none;
 #: * the O_EXCL open of the block device, and iblock's own open of it,
