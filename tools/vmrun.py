@@ -359,7 +359,7 @@ def _tcg_flushes(monitor):
 
 def run(command, kernel_dir=DEFAULT_KERNEL_DIR, mem='1G', smp=2,
         timeout=600, shares=(), env=(), accel='auto', out=None,
-        tcg_stats=False):
+        tcg_stats=False, qemu_args=(), kernel_args=''):
     """Boot a VM, run command there as root, return its exit status.
 
     shares are host directories mounted read-write at the same path; env
@@ -370,7 +370,8 @@ def run(command, kernel_dir=DEFAULT_KERNEL_DIR, mem='1G', smp=2,
     and 255 if the guest died without reporting a status. accel 'auto'
     picks KVM only on hardware KVM (untested; TCG everywhere else).
     tcg_stats adds to out, under TCG, how often the translated-code
-    cache was flushed while the command ran.
+    cache was flushed while the command ran. qemu_args are added to
+    QEMU's command line (devices), kernel_args to the kernel's.
     """
     kver = kernel_version(kernel_dir)
     vmlinux = os.path.join(kernel_dir, 'kroot', 'boot', 'vmlinux-' + kver)
@@ -415,7 +416,7 @@ def run(command, kernel_dir=DEFAULT_KERNEL_DIR, mem='1G', smp=2,
                '-kernel', vmlinux, '-initrd', initrd,
                '-append', 'console=ttyS0 panic=-1 mitigations=off quiet '
                'loglevel=1 tsc=unstable kvm_amd.vgif=0 norandmaps '
-               'vmrun_dir=' + run_dir,
+               'vmrun_dir=%s %s' % (run_dir, kernel_args),
                '-fsdev', 'local,id=hostroot,path=/,security_model=none,'
                'readonly=on,multidevs=remap',
                '-device', 'virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot']
@@ -427,6 +428,7 @@ def run(command, kernel_dir=DEFAULT_KERNEL_DIR, mem='1G', smp=2,
                     'multidevs=remap' % (i, share.replace(',', ',,')),
                     '-device', 'virtio-9p-pci,fsdev=share%d,mount_tag=share%d'
                     % (i, i)]
+        cmd += list(qemu_args)
         monitor = (os.path.join(run_dir, 'monitor')
                    if tcg_stats and accel == 'tcg' else None)
         if monitor:
