@@ -2,7 +2,8 @@
 # Run tools/dataplane_bench.py in the throw-away VM, as root: one command.
 # Arguments go to dataplane_bench.py (e.g. --runtime 10); --accel kvm boots
 # the VM and the fio guests with KVM, for figures that mean something.
-# Installs Debian's fio (the guests see the host's packages).
+# Installs Debian's fio and open-iscsi (the VM and its guests see the
+# host's packages).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 DIR=${VHOST_BRICK_VM_DIR:-/var/cache/vhost-brick-vm}
@@ -17,11 +18,13 @@ for i in "${!args[@]}"; do
 done
 export DEBIAN_FRONTEND=noninteractive
 "$REPO/tools/vm-setup.sh" >/dev/null
-if ! dpkg-query -W -f='${Status}' fio 2>/dev/null | grep -q 'ok installed'
-then
-    apt-get install -y -q --no-install-recommends fio >/dev/null ||
+PACKAGES="fio open-iscsi"
+if [ "$(dpkg-query -W -f='${Status}\n' $PACKAGES 2>/dev/null |
+        grep -c 'ok installed')" != 2 ]; then
+    apt-get install -y -q --no-install-recommends $PACKAGES >/dev/null ||
         { apt-get update -q >/dev/null &&
-          apt-get install -y -q --no-install-recommends fio >/dev/null; }
+          apt-get install -y -q --no-install-recommends $PACKAGES \
+              >/dev/null; }
 fi
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install --disable-pip-version-check "$REPO" \

@@ -11,13 +11,13 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""fio in a guest on one block device, given to it three ways.
+"""fio in a guest on one block device, given to it four ways.
 
 Usage, as root on a host with LIO (tools/dataplane-bench.sh runs it in
 the throw-away VM)::
 
     python3 tools/dataplane_bench.py [--accel tcg|kvm] [--device PATH]
-        [--runtime SECONDS] [--size MIB]
+        [--runtime SECONDS] [--size MIB] [--ways NAME,...]
 
 The ways, each in a guest of its own booting this host's kernel (its root
 is this host's over virtio-9p, as tools/vmrun.py boots one):
@@ -28,7 +28,10 @@ is this host's over virtio-9p, as tools/vmrun.py boots one):
   ``aio=native``, an iothread: the usual local disk, the baseline;
 * ``virtio-scsi``: QEMU's ``virtio-scsi-pci`` (same iothread) with
   ``scsi-hd`` on the device: the same guest driver as vhost, served by
-  QEMU.
+  QEMU;
+* ``iscsi``: the device through LIO's iSCSI target and open-iscsi's
+  initiator on this host (Cinder's LVM volume with ``lioadm``, attached
+  by os-brick), then virtio-blk as above.
 
 In each, fio (libaio, O_DIRECT) runs 4 KiB random reads and writes at
 queue depth 1 and 32 and 1 MiB sequential reads and writes, one after
@@ -45,6 +48,7 @@ whose contents fio overwrites.
 
 import argparse
 import contextlib
+import glob
 import io
 import json
 import os
@@ -63,6 +67,8 @@ GUEST_VCPUS = 2
 # acpi=noirq: virtio_pci's ACPI interrupt-link setup takes a minute under
 # nested TCG (doc/source/testing.rst); MSI-X does not need it.
 GUEST_KERNEL_ARGS = 'acpi=noirq'
+ISCSI_IQN = 'iqn.2026-12.org.vhost-brick:dataplane'
+INITIATOR_FILE = '/etc/iscsi/initiatorname.iscsi'
 BEGIN, END = '@@FIO-JSON-BEGIN@@', '@@FIO-JSON-END@@'
 # (name, fio --rw, block size, queue depth)
 JOBS = (
@@ -105,11 +111,91 @@ def virtio_scsi(device, vhost):
         % GUEST_VCPUS, '-device', 'scsi-hd,bus=scsi0.0,drive=disk0']
 
 
+@contextlib.contextmanager
+def iscsi_then_virtio_blk(device, vhost):
+    """The device through LIO's iSCSI target and open-iscsi, on this host.
+
+    What Cinder's LVM driver does with ``target_helper = lioadm`` and
+    os-brick's iSCSI connector, reduced to its data path: an iblock
+    backstore, an iSCSI target on 127.0.0.1 with an ACL for this host's
+    initiator, ``iscsiadm`` login through ``iscsid``, then QEMU's
+    virtio-blk on the SCSI disk that appears.
+    """
+    import rtslib_fb
+    subprocess.run(['modprobe', '-a', 'iscsi_target_mod', 'iscsi_tcp',
+                    'sd_mod'], check=True)
+    subprocess.run(['ip', 'link', 'set', 'lo', 'up'], check=True)
+    os.makedirs('/etc/target', exist_ok=True)  # rtslib-fb 2.2's dbroot
+    initiator = initiator_name()
+    storage = rtslib_fb.BlockStorageObject('dataplane-iscsi', dev=device)
+    target = rtslib_fb.Target(rtslib_fb.FabricModule('iscsi'), ISCSI_IQN)
+    iscsid = None
+    try:
+        tpg = rtslib_fb.TPG(target, 1)
+        tpg.set_attribute('authentication', '0')
+        lun = rtslib_fb.LUN(tpg, 0, storage)
+        rtslib_fb.MappedLUN(rtslib_fb.NodeACL(tpg, initiator), 0, lun)
+        rtslib_fb.NetworkPortal(tpg, '127.0.0.1', 3260)
+        tpg.enable = True
+        # A session of its own: on SIGTERM iscsid signals its whole group.
+        iscsid = subprocess.Popen(['iscsid', '-f'], start_new_session=True)
+        iscsiadm('-m', 'discovery', '-t', 'sendtargets', '-p', '127.0.0.1')
+        iscsiadm('-m', 'node', '-T', ISCSI_IQN, '-p', '127.0.0.1', '--login')
+        try:
+            yield blockdev_args(iscsi_disk()) + [
+                '-device', 'virtio-blk-pci,drive=disk0,iothread=io0,'
+                'num-queues=%d' % GUEST_VCPUS]
+        finally:
+            iscsiadm('-m', 'node', '-T', ISCSI_IQN, '-p', '127.0.0.1',
+                     '--logout')
+            iscsiadm('-m', 'node', '-o', 'delete', '-T', ISCSI_IQN)
+    finally:
+        if iscsid is not None:
+            iscsid.terminate()
+            iscsid.wait(timeout=30)
+        target.delete()
+        storage.delete()
+
+
+def iscsiadm(*args):
+    subprocess.run(('iscsiadm',) + args, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def initiator_name():
+    """This host's iSCSI initiator name; one is made if it has none."""
+    try:
+        with open(INITIATOR_FILE) as names:
+            for line in names:
+                if line.startswith('InitiatorName='):
+                    return line.split('=', 1)[1].strip()
+    except FileNotFoundError:
+        pass
+    name = 'iqn.2026-12.org.vhost-brick:dataplane-initiator'
+    os.makedirs(os.path.dirname(INITIATOR_FILE), exist_ok=True)
+    with open(INITIATOR_FILE, 'w') as names:
+        names.write('InitiatorName=%s\n' % name)
+    return name
+
+
+def iscsi_disk(timeout=60):
+    """/dev/sdX of the one iSCSI session (no udev: found in sysfs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        disks = glob.glob('/sys/class/iscsi_session/session*/device/'
+                          'target*/*/block/*')
+        if disks:
+            return '/dev/' + os.path.basename(disks[0])
+        time.sleep(0.2)
+    raise RuntimeError('no disk of the iSCSI session after %ds' % timeout)
+
+
 # (name, the guest's disk, a context giving QEMU's arguments), in the
 # order of the table; the first is the baseline.
 WAYS = (('virtio-blk', '/dev/vda', virtio_blk),
         ('vhost', '/dev/sda', vhost_endpoint),
-        ('virtio-scsi', '/dev/sda', virtio_scsi))
+        ('virtio-scsi', '/dev/sda', virtio_scsi),
+        ('iscsi', '/dev/vda', iscsi_then_virtio_blk))
 BASELINE = WAYS[0][0]
 
 
@@ -164,7 +250,7 @@ def print_table(results):
         'job', 'way', 'IOPS', 'MiB/s', 'p50 us', 'p99 us',
         'x ' + BASELINE))
     for name, _rw, _bs, _depth in JOBS:
-        baseline = results[BASELINE][name][0]
+        baseline = results[BASELINE][name][0] if BASELINE in results else 0
         for way, by_job in results.items():
             iops, bandwidth, p50, p99 = by_job[name]
             print('%-18s %-12s %10.1f %9.2f %9.0f %9.0f %8s' % (
@@ -191,7 +277,13 @@ def main(argv=None):
     parser.add_argument('--size', type=int, default=256,
                         help='MiB of the device fio uses (default 256)')
     parser.add_argument('--guest-timeout', type=int, default=900)
+    parser.add_argument('--ways', default=','.join(way[0] for way in WAYS),
+                        help='which ways, comma-separated (default: all)')
     args = parser.parse_args(argv)
+    chosen = args.ways.split(',')
+    unknown = set(chosen) - {way[0] for way in WAYS}
+    if unknown:
+        parser.error('unknown ways: %s' % ', '.join(sorted(unknown)))
     if args.accel == 'tcg':
         print('TCG: every guest instruction is emulated; these figures say '
               'nothing about real speed, only that the bench runs. Run '
@@ -205,6 +297,8 @@ def main(argv=None):
     vhost = executor.VhostExecutor(root_helper=None)
     results = {}
     for way, disk, qemu_args in WAYS:
+        if way not in chosen:
+            continue
         started = time.monotonic()
         with qemu_args(device, vhost) as arguments:
             results[way] = figures(run_way(arguments, disk, args))
