@@ -68,6 +68,8 @@ GUEST_VCPUS = 2
 # nested TCG (doc/source/testing.rst); MSI-X does not need it.
 GUEST_KERNEL_ARGS = 'acpi=noirq'
 ISCSI_IQN = 'iqn.2026-12.org.vhost-brick:dataplane'
+# open-iscsi's abstract socket, where iscsiadm finds iscsid.
+ISCSID_SOCKET = 'ISCSIADM_ABSTRACT_NAMESPACE'
 INITIATOR_FILE = '/etc/iscsi/initiatorname.iscsi'
 BEGIN, END = '@@FIO-JSON-BEGIN@@', '@@FIO-JSON-END@@'
 # (name, fio --rw, block size, queue depth)
@@ -137,8 +139,10 @@ def iscsi_then_virtio_blk(device, vhost):
         rtslib_fb.MappedLUN(rtslib_fb.NodeACL(tpg, initiator), 0, lun)
         rtslib_fb.NetworkPortal(tpg, '127.0.0.1', 3260)
         tpg.enable = True
+        os.makedirs('/run/lock/iscsi', exist_ok=True)
         # A session of its own: on SIGTERM iscsid signals its whole group.
         iscsid = subprocess.Popen(['iscsid', '-f'], start_new_session=True)
+        wait_for_iscsid(iscsid)
         iscsiadm('-m', 'discovery', '-t', 'sendtargets', '-p', '127.0.0.1')
         iscsiadm('-m', 'node', '-T', ISCSI_IQN, '-p', '127.0.0.1', '--login')
         try:
@@ -155,6 +159,19 @@ def iscsi_then_virtio_blk(device, vhost):
             iscsid.wait(timeout=30)
         target.delete()
         storage.delete()
+
+
+def wait_for_iscsid(iscsid, timeout=60):
+    """Until iscsid listens: else iscsiadm asks systemd to start one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open('/proc/net/unix') as sockets:
+            if '@' + ISCSID_SOCKET in sockets.read():
+                return
+        if iscsid.poll() is not None:
+            raise RuntimeError('iscsid exited with %d' % iscsid.returncode)
+        time.sleep(0.2)
+    raise RuntimeError('iscsid did not listen within %ds' % timeout)
 
 
 def iscsiadm(*args):
