@@ -123,11 +123,11 @@ class EndpointInUse(VhostBrickException):
 
 class EndpointNotOwned(VhostBrickException):
     message = ("vhost endpoint %(wwn)s cannot be removed here: %(path)s "
-               "belongs to uid %(uid)d, which a hypervisor's security "
-               "driver (libvirt's dynamic_ownership) sets while a domain "
-               "uses the endpoint and gives back after. No hypervisor holds "
-               "it now: give it back to root (chown root:root %(path)s) and "
-               "delete again.")
+               "belongs to uid %(uid)d and is not writable by the caller "
+               "(libvirt's dynamic_ownership gives a target's directory to "
+               "QEMU's user while a domain uses it, and back after). No "
+               "hypervisor holds the endpoint now: give the directory back "
+               "to root (chown root:root %(path)s) and delete again.")
     helper_exit_code = 25
 
 
