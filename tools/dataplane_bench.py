@@ -57,6 +57,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import iscsi_host  # noqa: E402
 import vmrun  # noqa: E402
 
 from vhost_brick import attach  # noqa: E402
@@ -68,9 +69,6 @@ GUEST_VCPUS = 2
 # nested TCG (doc/source/testing.rst); MSI-X does not need it.
 GUEST_KERNEL_ARGS = 'acpi=noirq'
 ISCSI_IQN = 'iqn.2026-12.org.vhost-brick:dataplane'
-# open-iscsi's abstract socket, where iscsiadm finds iscsid.
-ISCSID_SOCKET = 'ISCSIADM_ABSTRACT_NAMESPACE'
-INITIATOR_FILE = '/etc/iscsi/initiatorname.iscsi'
 BEGIN, END = '@@FIO-JSON-BEGIN@@', '@@FIO-JSON-END@@'
 # (name, fio --rw, block size, queue depth)
 JOBS = (
@@ -124,75 +122,39 @@ def iscsi_then_virtio_blk(device, vhost):
     virtio-blk on the SCSI disk that appears.
     """
     import rtslib_fb
-    subprocess.run(['modprobe', '-a', 'iscsi_target_mod', 'iscsi_tcp',
-                    'sd_mod'], check=True)
-    subprocess.run(['ip', 'link', 'set', 'lo', 'up'], check=True)
     os.makedirs('/etc/target', exist_ok=True)  # rtslib-fb 2.2's dbroot
-    initiator = initiator_name()
-    storage = rtslib_fb.BlockStorageObject('dataplane-iscsi', dev=device)
-    target = rtslib_fb.Target(rtslib_fb.FabricModule('iscsi'), ISCSI_IQN)
-    iscsid = None
-    try:
-        tpg = rtslib_fb.TPG(target, 1)
-        tpg.set_attribute('authentication', '0')
-        lun = rtslib_fb.LUN(tpg, 0, storage)
-        rtslib_fb.MappedLUN(rtslib_fb.NodeACL(tpg, initiator), 0, lun)
-        rtslib_fb.NetworkPortal(tpg, '127.0.0.1', 3260)
-        tpg.enable = True
-        os.makedirs('/run/lock/iscsi', exist_ok=True)
-        # A session of its own: on SIGTERM iscsid signals its whole group.
-        iscsid = subprocess.Popen(['iscsid', '-f'], start_new_session=True)
-        wait_for_iscsid(iscsid)
-        iscsiadm('-m', 'discovery', '-t', 'sendtargets', '-p', '127.0.0.1')
-        iscsiadm('-m', 'node', '-T', ISCSI_IQN, '-p', '127.0.0.1', '--login')
+    with iscsi_host.iscsid():
+        storage = rtslib_fb.BlockStorageObject('dataplane-iscsi', dev=device)
+        target = rtslib_fb.Target(rtslib_fb.FabricModule('iscsi'),
+                                  ISCSI_IQN)
         try:
-            yield blockdev_args(iscsi_disk()) + [
-                '-device', 'virtio-blk-pci,drive=disk0,iothread=io0,'
-                'num-queues=%d' % GUEST_VCPUS]
-        finally:
+            tpg = rtslib_fb.TPG(target, 1)
+            tpg.set_attribute('authentication', '0')
+            lun = rtslib_fb.LUN(tpg, 0, storage)
+            rtslib_fb.MappedLUN(rtslib_fb.NodeACL(
+                tpg, iscsi_host.initiator_name()), 0, lun)
+            rtslib_fb.NetworkPortal(tpg, '127.0.0.1', 3260)
+            tpg.enable = True
+            iscsiadm('-m', 'discovery', '-t', 'sendtargets',
+                     '-p', '127.0.0.1')
             iscsiadm('-m', 'node', '-T', ISCSI_IQN, '-p', '127.0.0.1',
-                     '--logout')
-            iscsiadm('-m', 'node', '-o', 'delete', '-T', ISCSI_IQN)
-    finally:
-        if iscsid is not None:
-            iscsid.terminate()
-            iscsid.wait(timeout=30)
-        target.delete()
-        storage.delete()
-
-
-def wait_for_iscsid(iscsid, timeout=60):
-    """Until iscsid listens: else iscsiadm asks systemd to start one."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with open('/proc/net/unix') as sockets:
-            if '@' + ISCSID_SOCKET in sockets.read():
-                return
-        if iscsid.poll() is not None:
-            raise RuntimeError('iscsid exited with %d' % iscsid.returncode)
-        time.sleep(0.2)
-    raise RuntimeError('iscsid did not listen within %ds' % timeout)
+                     '--login')
+            try:
+                yield blockdev_args(iscsi_disk()) + [
+                    '-device', 'virtio-blk-pci,drive=disk0,iothread=io0,'
+                    'num-queues=%d' % GUEST_VCPUS]
+            finally:
+                iscsiadm('-m', 'node', '-T', ISCSI_IQN, '-p', '127.0.0.1',
+                         '--logout')
+                iscsiadm('-m', 'node', '-o', 'delete', '-T', ISCSI_IQN)
+        finally:
+            target.delete()
+            storage.delete()
 
 
 def iscsiadm(*args):
     subprocess.run(('iscsiadm',) + args, check=True,
                    stdout=subprocess.DEVNULL)
-
-
-def initiator_name():
-    """This host's iSCSI initiator name; one is made if it has none."""
-    try:
-        with open(INITIATOR_FILE) as names:
-            for line in names:
-                if line.startswith('InitiatorName='):
-                    return line.split('=', 1)[1].strip()
-    except FileNotFoundError:
-        pass
-    name = 'iqn.2026-12.org.vhost-brick:dataplane-initiator'
-    os.makedirs(os.path.dirname(INITIATOR_FILE), exist_ok=True)
-    with open(INITIATOR_FILE, 'w') as names:
-        names.write('InitiatorName=%s\n' % name)
-    return name
 
 
 def iscsi_disk(timeout=60):
