@@ -202,10 +202,6 @@ def main(argv=None):
     from cinder import context as cinder_context
 
     with fixtures.Fixture() as cleanups, iscsi_host.iscsid():
-        conf = cleanups.useFixture(config_fixture.Config(cfg.CONF))
-        # LioAdm serializes cinder-rtstool calls with an external lock.
-        conf.config(group='oslo_concurrency', lock_path=cleanups.useFixture(
-            fixtures.TempDir()).path)
         host = cleanups.useFixture(cinder_host.CinderVolumeHost())
         # Cinder's filters admit os-brick's privsep daemon only with a
         # configuration file under /etc on its command line, which
@@ -214,6 +210,10 @@ def main(argv=None):
         config_file = os.path.join(cinder_host.ETC, 'cinder.conf')
         open(config_file, 'w').close()
         cfg.CONF(['--config-file', config_file], project='cinder')
+        conf = cleanups.useFixture(config_fixture.Config(cfg.CONF))
+        # LioAdm and os-brick's connect serialize with external locks.
+        conf.config(group='oslo_concurrency', lock_path=cleanups.useFixture(
+            fixtures.TempDir()).path)
         ways = make_ways(host, conf)
         context = cinder_context.get_admin_context()
         count = max(1, args.sequential, args.concurrent)
