@@ -202,7 +202,10 @@ def main(argv=None):
     from cinder import context as cinder_context
 
     with fixtures.Fixture() as cleanups, iscsi_host.iscsid():
-        host = cleanups.useFixture(cinder_host.CinderVolumeHost())
+        count = max(1, args.sequential, args.concurrent)
+        # 1 GiB volumes, thick, on a sparse loop device.
+        host = cleanups.useFixture(cinder_host.CinderVolumeHost(
+            size=(count + 1) << 30))
         # Cinder's filters admit os-brick's privsep daemon only with a
         # configuration file under /etc on its command line, which
         # oslo.privsep passes on from the service's own: as cinder-volume
@@ -216,7 +219,6 @@ def main(argv=None):
             fixtures.TempDir()).path)
         ways = make_ways(host, conf)
         context = cinder_context.get_admin_context()
-        count = max(1, args.sequential, args.concurrent)
         volumes = [host.new_volume(context) for _ in range(count)]
         for volume in volumes:
             ways['vhost'].driver.create_volume(volume)

@@ -58,6 +58,11 @@ class CinderVolumeHost(fixtures.Fixture):
 
     volume_group = 'cinder-vhost'
 
+    def __init__(self, size=3 << 30):
+        """:param size: bytes of the volume group's (sparse) loop device"""
+        super().__init__()
+        self.size = size
+
     def _setUp(self):
         base.run('modprobe', 'dm_mod')
         self._install_rootwrap()
@@ -65,7 +70,7 @@ class CinderVolumeHost(fixtures.Fixture):
         with open(LVM_CONF, 'w') as conf:
             conf.write(base.LVM_SETTINGS)
         self.addCleanup(os.unlink, LVM_CONF)
-        disk = self.useFixture(base.LoopDevice(size=3 << 30))
+        disk = self.useFixture(base.LoopDevice(size=self.size))
         lvm('vgcreate', self.volume_group, disk.path)
         self.addCleanup(base.remove_volume_group, lvm, self.volume_group)
 
