@@ -25,4 +25,4 @@ python3 -m venv "$VENV"
     >"$DIR/attach-pip.log" 2>&1 || { cat "$DIR/attach-pip.log"; exit 1; }
 cd "$REPO"
 exec python3 tools/vmrun.py --timeout 5400 --mem 2G \
-    "modprobe -a configfs target_core_iblock vhost_scsi; PATH=$VENV/bin:\$PATH $VENV/bin/python tools/attach_bench.py $*"
+    "modprobe -a configfs target_core_iblock vhost_scsi loop dm_mod; PATH=$VENV/bin:\$PATH $VENV/bin/python tools/attach_bench.py $*"
