@@ -7,16 +7,9 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 DIR=${VHOST_BRICK_VM_DIR:-/var/cache/vhost-brick-vm}
 VENV=$DIR/attach-venv
-PACKAGES="open-iscsi lvm2 sudo"
 export DEBIAN_FRONTEND=noninteractive
 "$REPO/tools/vm-setup.sh" >/dev/null
-if [ "$(dpkg-query -W -f='${Status}\n' $PACKAGES 2>/dev/null |
-        grep -c 'ok installed')" != 3 ]; then
-    apt-get install -y -q --no-install-recommends $PACKAGES >/dev/null ||
-        { apt-get update -q >/dev/null &&
-          apt-get install -y -q --no-install-recommends $PACKAGES \
-              >/dev/null; }
-fi
+"$REPO/tools/apt-ensure.sh" open-iscsi lvm2 sudo
 python3 -m venv "$VENV"
 # Cinder as the cinder tox environment installs it; the test requirements
 # for the Cinder host the functional tests set up.

@@ -18,14 +18,7 @@ for i in "${!args[@]}"; do
 done
 export DEBIAN_FRONTEND=noninteractive
 "$REPO/tools/vm-setup.sh" >/dev/null
-PACKAGES="fio open-iscsi"
-if [ "$(dpkg-query -W -f='${Status}\n' $PACKAGES 2>/dev/null |
-        grep -c 'ok installed')" != 2 ]; then
-    apt-get install -y -q --no-install-recommends $PACKAGES >/dev/null ||
-        { apt-get update -q >/dev/null &&
-          apt-get install -y -q --no-install-recommends $PACKAGES \
-              >/dev/null; }
-fi
+"$REPO/tools/apt-ensure.sh" fio open-iscsi
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install --disable-pip-version-check "$REPO" \
     >"$DIR/dataplane-pip.log" 2>&1 || { cat "$DIR/dataplane-pip.log"; exit 1; }
