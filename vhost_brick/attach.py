@@ -14,8 +14,9 @@
 
 One QEMU ``vhost-scsi-pci`` device (one libvirt ``scsi_host`` hostdev)
 owns a whole WWN: the guest sees every TPG as a SCSI target and every LUN
-under it. Kernel vhost-scsi also blocks live migration unless QEMU is
-told ``migratable=on`` (and the destination has the same endpoint).
+under it. QEMU's vhost-scsi device blocks live migration unless it is
+``migratable``; set it only where the destination host makes the same
+endpoint of the same shared device (see :func:`libvirt_migratable_xml`).
 """
 
 import re
@@ -35,6 +36,13 @@ _MOST_IO_VQS = 1024
 LIBVIRT_MODELS = ('virtio', 'virtio-transitional', 'virtio-non-transitional')
 _QEMU_ID_RE = re.compile(r'[A-Za-z][A-Za-z0-9._-]{0,127}\Z')
 _PCI_ADDR_RE = re.compile(r'(0x)?[0-9a-fA-F]{1,2}(\.[0-7])?\Z')
+#: libvirt's namespace for QEMU command-line passthrough.
+QEMU_XML_NAMESPACE = 'http://libvirt.org/schemas/domain/qemu/1.0'
+#: The QEMU global that makes every vhost-scsi-pci device of a QEMU
+#: migratable, a device hot-plugged later included.
+MIGRATABLE_GLOBAL = 'vhost-scsi-pci.migratable=on'
+# Written as libvirt writes it: "qemu:", not ElementTree's "ns0:".
+ElementTree.register_namespace('qemu', QEMU_XML_NAMESPACE)
 # libvirt keeps a device alias the user gives only with this prefix
 # (Nova's make_libvirt_device_alias: "ua-<volume id>").
 _LIBVIRT_ALIAS_RE = re.compile(r'ua-[a-zA-Z0-9_.-]+\Z')
@@ -212,3 +220,64 @@ def _address(address):
             1 if name in ('function', 'ssid') else 2)
         attributes[name] = '0x%0*x' % (width, value)
     return attributes
+
+
+def _qemu_tag(name):
+    return '{%s}%s' % (QEMU_XML_NAMESPACE, name)
+
+
+def _migratable_args(domain):
+    """The QEMU arguments passed through in a parsed domain's XML."""
+    return [arg.get('value') for line in domain.findall(
+        _qemu_tag('commandline')) for arg in line.findall(_qemu_tag('arg'))]
+
+
+def libvirt_domain_migratable(domain_xml):
+    """Whether a libvirt domain makes its vhost-scsi devices migratable.
+
+    True if its XML passes ``-global`` :data:`MIGRATABLE_GLOBAL` to QEMU,
+    as :func:`libvirt_migratable_xml` writes it.
+
+    :raises: :class:`~vhost_brick.exception.Invalid` for XML that is not
+             a domain
+    """
+    args = _migratable_args(_parse_domain(domain_xml))
+    return any(first == '-global' and second == MIGRATABLE_GLOBAL
+               for first, second in zip(args, args[1:]))
+
+
+def libvirt_migratable_xml(domain_xml):
+    """The libvirt domain XML with its vhost-scsi devices migratable.
+
+    libvirt has no element for QEMU's ``migratable`` property; this adds
+    ``<qemu:commandline>`` passing ``-global`` :data:`MIGRATABLE_GLOBAL`,
+    which holds for devices present when QEMU starts and for devices
+    hot-plugged later alike (a ``<qemu:override>`` of a device's
+    property holds only for devices present at start). Its costs: libvirt
+    marks the domain tainted (``custom-argv``), and the setting is
+    domain-wide. Only where every vhost volume of the domain is on a
+    device the migration's destination can export too.
+
+    :returns: the XML as text, unchanged if already migratable
+    :raises: :class:`~vhost_brick.exception.Invalid` for XML that is not
+             a domain
+    """
+    if libvirt_domain_migratable(domain_xml):
+        return domain_xml
+    domain = _parse_domain(domain_xml)
+    commandline = ElementTree.SubElement(domain, _qemu_tag('commandline'))
+    for value in ('-global', MIGRATABLE_GLOBAL):
+        ElementTree.SubElement(commandline, _qemu_tag('arg'),
+                               {'value': value})
+    return ElementTree.tostring(domain, encoding='unicode')
+
+
+def _parse_domain(domain_xml):
+    try:
+        domain = ElementTree.fromstring(domain_xml)
+    except (ElementTree.ParseError, TypeError) as error:
+        raise _invalid('not libvirt domain XML: %s' % error) from error
+    if domain.tag != 'domain':
+        raise _invalid('not libvirt domain XML: its root is <%s>'
+                       % domain.tag)
+    return domain

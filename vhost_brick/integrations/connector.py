@@ -42,6 +42,18 @@ LOG = logging.getLogger(__name__)
 WWN_PROPERTY = 'vhost_wwn'
 #: What get_connector_properties adds: whether this host serves vhost.
 CONNECTOR_PROPERTY = 'vhost_scsi'
+#: connection_properties key naming the os-brick protocol of the inner
+#: connector where the consumer picks it from the data (Nova's driver);
+#: LOCAL if absent, as for the volumes of vhost_brick's Cinder target.
+INNER_PROTOCOL_PROPERTY = 'vhost_inner_protocol'
+#: os-brick protocols whose connectors attach a volume over a network,
+#: so that another host can attach the same device: a guest on such a
+#: volume can be live-migrated. Any other (LOCAL, or one not listed) pins
+#: the guest to its host.
+SHARED_PROTOCOLS = frozenset((
+    initiator.ISCSI, initiator.ISER, initiator.FIBRE_CHANNEL,
+    initiator.NVME, initiator.NVMEOF, initiator.RBD, initiator.SCALEIO,
+    initiator.STORPOOL))
 
 
 def factory(protocol, root_helper, driver=None, use_multipath=False,
@@ -58,7 +70,7 @@ def factory(protocol, root_helper, driver=None, use_multipath=False,
         **kwargs)
     return VhostConnector(root_helper, inner, driver=driver,
                           execute=kwargs.get('execute'),
-                          vhost_executor=vhost_executor)
+                          vhost_executor=vhost_executor, protocol=protocol)
 
 
 def get_connector_properties(root_helper, my_ip, multipath,
@@ -86,13 +98,17 @@ class VhostConnector(initiator_connector.InitiatorConnector):
                     ``[vhost_brick] privileged_mode = helper``
     :param vhost_executor: the :class:`~vhost_brick.VhostExecutor` to
                            use instead of one built from the above
+    :param protocol: the inner connector's os-brick protocol, which
+                     tells whether the volume can follow a migrating
+                     guest (:attr:`migratable`); unknown: it cannot
     """
 
     def __init__(self, root_helper, inner, driver=None, execute=None,
-                 vhost_executor=None, *args, **kwargs):
+                 vhost_executor=None, protocol=None, *args, **kwargs):
         super().__init__(root_helper, driver=driver, execute=execute,
                          *args, **kwargs)
         self.inner = inner
+        self.protocol = protocol
         self.vhost = vhost_executor or executor.VhostExecutor.for_service(
             root_helper, execute)
 
@@ -101,6 +117,19 @@ class VhostConnector(initiator_connector.InitiatorConnector):
         """Tell Cinder this host can serve vhost-scsi to its guests."""
         return {CONNECTOR_PROPERTY:
                 os.path.exists(vhostdev.VHOST_SCSI_DEVICE)}
+
+    @property
+    def migratable(self):
+        """Whether a guest on this volume can be live-migrated.
+
+        True where the inner connector attaches over a network
+        (:data:`SHARED_PROTOCOLS`): the destination host attaches the
+        same device and exports it under the same WWN and serial, both
+        derived from the volume id. False for a device of this host
+        alone (``LOCAL``: an LV, a local disk), which cannot follow.
+        """
+        return isinstance(self.protocol, str) and \
+            self.protocol.upper() in SHARED_PROTOCOLS
 
     @staticmethod
     def _wwn(connection_properties):

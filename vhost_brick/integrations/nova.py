@@ -28,6 +28,8 @@ from nova import utils
 from nova.virt import block_device as driver_block_device
 from nova.virt.libvirt import config as vconfig
 from nova.virt.libvirt.volume import volume as libvirt_volume
+from os_brick import exception as brick_exception
+from os_brick import initiator
 from oslo_log import log as logging
 
 from vhost_brick import attach
@@ -72,20 +74,45 @@ class LibvirtConfigGuestHostdevVhost(vconfig.LibvirtConfigGuestHostdev):
 
 
 class LibvirtVhostVolumeDriver(libvirt_volume.LibvirtBaseVolumeDriver):
-    """Attach a volume of this host to its guest over vhost-scsi.
+    """Attach a volume to its guest over vhost-scsi.
 
     ``connection_info['data']`` is what
     :meth:`vhost_brick.integrations.cinder_target.VhostTarget.initialize_connection`
-    gives. :meth:`connect_volume` exports its ``device_path`` through
-    :class:`~vhost_brick.integrations.connector.VhostConnector` with
-    os-brick's ``LOCAL`` connector, so the endpoint is made again from
-    the stored data alone, under the same WWN (the volume id's), when
-    Nova replays it at a hard reboot or a host's boot.
+    gives (a device of this host), or the properties of another os-brick
+    connector that attaches the volume to the host, named by
+    ``vhost_inner_protocol`` (``ISCSI``, ``RBD``, ...; default
+    ``LOCAL``). :meth:`connect_volume` attaches the device with that
+    connector and exports it through
+    :class:`~vhost_brick.integrations.connector.VhostConnector`, so the
+    endpoint is made again from the stored data alone, under the same
+    WWN (the volume id's), when Nova replays it at a hard reboot, a
+    host's boot or on a live migration's destination.
     """
 
     def __init__(self, host):
         super().__init__(host, is_block_dev=False)
-        self.connector = connector.factory('LOCAL', utils.get_root_helper())
+        self._connectors = {}
+
+    def _connector(self, connection_info):
+        """The vhost connector over the volume's inner protocol.
+
+        :raises: InvalidVolume for a protocol os-brick does not know
+        """
+        protocol = connection_info['data'].get(
+            connector.INNER_PROTOCOL_PROPERTY, initiator.LOCAL)
+        if not isinstance(protocol, str):
+            raise nova_exception.InvalidVolume(
+                reason='%s must name an os-brick protocol, not %r'
+                       % (connector.INNER_PROTOCOL_PROPERTY, protocol))
+        if protocol not in self._connectors:
+            try:
+                self._connectors[protocol] = connector.factory(
+                    protocol, utils.get_root_helper())
+            except brick_exception.InvalidConnectorProtocol as error:
+                raise nova_exception.InvalidVolume(
+                    reason='%s %r: %s' % (connector.INNER_PROTOCOL_PROPERTY,
+                                          protocol, error)) from error
+        return self._connectors[protocol]
 
     def get_config(self, connection_info, disk_info):
         """The hostdev that attaches the volume's endpoint."""
@@ -115,7 +142,7 @@ class LibvirtVhostVolumeDriver(libvirt_volume.LibvirtBaseVolumeDriver):
                        'to a disk, not to a vhost-scsi hostdev' % volume_id)
         LOG.debug('Exporting volume %s over vhost', volume_id,
                   instance=instance)
-        device_info = self.connector.connect_volume(data)
+        device_info = self._connector(connection_info).connect_volume(data)
         data['wwpn'] = device_info['vhost']['wwn']
 
     def disconnect_volume(self, connection_info, instance, force=False):
@@ -126,8 +153,8 @@ class LibvirtVhostVolumeDriver(libvirt_volume.LibvirtBaseVolumeDriver):
         LOG.debug('Removing the vhost endpoint of volume %s',
                   connection_info['data'].get('volume_id'),
                   instance=instance)
-        self.connector.disconnect_volume(connection_info['data'], None,
-                                         force=force)
+        self._connector(connection_info).disconnect_volume(
+            connection_info['data'], None, force=force)
 
     def extend_volume(self, connection_info, instance, requested_size):
         """Return the volume's new size in bytes, as its device has it.
@@ -135,4 +162,43 @@ class LibvirtVhostVolumeDriver(libvirt_volume.LibvirtBaseVolumeDriver):
         LIO serves the new size at once; a running guest sees it after it
         rescans the disk (``echo 1 > /sys/class/block/sdX/device/rescan``).
         """
-        return self.connector.extend_volume(connection_info['data'])
+        return self._connector(connection_info).extend_volume(
+            connection_info['data'])
+
+    def migratable(self, connection_info):
+        """Whether the volume can follow its guest to another host."""
+        return self._connector(connection_info).migratable
+
+    def get_guest_xml(self, xml, connection_info):
+        """The domain XML Nova defines, migratable if the volume is.
+
+        QEMU's vhost-scsi device blocks live migration unless told
+        otherwise; see :func:`vhost_brick.attach.libvirt_migratable_xml`
+        for how, and what it costs.
+        """
+        if not self.migratable(connection_info):
+            return xml
+        return attach.libvirt_migratable_xml(xml)
+
+    def check_can_live_migrate(self, connection_info, guest):
+        """Refuse a live migration the volume cannot follow.
+
+        :param guest: the running guest (Nova's ``Guest``)
+        :raises: MigrationPreCheckError naming the volume and why: its
+                 device is this host's alone, or the domain was started
+                 without the migratable setting (the volume was
+                 hot-plugged into a guest that had no migratable vhost
+                 volume when it started)
+        """
+        volume_id = driver_block_device.get_volume_id(connection_info)
+        if not self.migratable(connection_info):
+            raise nova_exception.MigrationPreCheckError(reason=(
+                'vhost volume %s is on a device of this host alone '
+                '(%s connector): it cannot follow the instance to another '
+                'host' % (volume_id, connection_info['data'].get(
+                    connector.INNER_PROTOCOL_PROPERTY, initiator.LOCAL))))
+        if not attach.libvirt_domain_migratable(guest.get_xml_desc()):
+            raise nova_exception.MigrationPreCheckError(reason=(
+                'vhost volume %s was attached to a domain started without '
+                'QEMU\'s migratable setting for vhost-scsi; hard reboot '
+                'the instance to start it with the setting' % volume_id))

@@ -176,6 +176,59 @@ class LibvirtXmlTestCase(base.TestCase):
                               attach.libvirt_hostdev_xml, ENDPOINT, **kwargs)
 
 
+class LibvirtMigratableTestCase(base.TestCase):
+    """A domain's vhost-scsi devices made migratable, in its XML."""
+
+    PLAIN = DOMAIN % attach.libvirt_hostdev_xml(ENDPOINT)
+
+    def qemu_args(self, xml):
+        namespace = {'qemu': attach.QEMU_XML_NAMESPACE}
+        return [arg.get('value') for arg in ElementTree.fromstring(
+            xml).findall('qemu:commandline/qemu:arg', namespace)]
+
+    def test_it_passes_the_global_to_qemu(self):
+        self.assertEqual(['-global', 'vhost-scsi-pci.migratable=on'],
+                         self.qemu_args(
+                             attach.libvirt_migratable_xml(self.PLAIN)))
+
+    def test_the_rest_of_the_domain_is_kept(self):
+        made = ElementTree.fromstring(
+            attach.libvirt_migratable_xml(self.PLAIN))
+        self.assertEqual(ENDPOINT.wwn,
+                         made.find('devices/hostdev/source').get('wwpn'))
+        self.assertEqual('vhost-brick-test', made.findtext('name'))
+
+    def test_it_is_written_with_libvirts_prefix(self):
+        self.assertIn('<qemu:commandline>',
+                      attach.libvirt_migratable_xml(self.PLAIN))
+
+    def test_a_migratable_domain_is_returned_unchanged(self):
+        once = attach.libvirt_migratable_xml(self.PLAIN)
+        self.assertEqual(once, attach.libvirt_migratable_xml(once))
+
+    def test_a_domain_is_migratable_only_with_the_global(self):
+        self.assertFalse(attach.libvirt_domain_migratable(self.PLAIN))
+        self.assertTrue(attach.libvirt_domain_migratable(
+            attach.libvirt_migratable_xml(self.PLAIN)))
+
+    def test_other_passthrough_arguments_are_not_the_global(self):
+        other = self.PLAIN.replace('</domain>', (
+            '<qemu:commandline xmlns:qemu="%s">'
+            '<qemu:arg value="-global"/><qemu:arg value="x.y=on"/>'
+            '<qemu:arg value="vhost-scsi-pci.migratable=on"/>'
+            '</qemu:commandline></domain>') % attach.QEMU_XML_NAMESPACE)
+        self.assertFalse(attach.libvirt_domain_migratable(other))
+        self.assertEqual(
+            ['-global', 'x.y=on', 'vhost-scsi-pci.migratable=on',
+             '-global', 'vhost-scsi-pci.migratable=on'],
+            self.qemu_args(attach.libvirt_migratable_xml(other)))
+
+    def test_what_is_not_a_domain_is_refused(self):
+        for xml in ('<domain', '<hostdev/>', None):
+            self.assertRaises(exception.Invalid,
+                              attach.libvirt_migratable_xml, xml)
+
+
 class LibvirtSchemaTestCase(base.TestCase):
     """The generated XML validates against libvirt's own schema."""
 
@@ -204,6 +257,15 @@ class LibvirtSchemaTestCase(base.TestCase):
             result = self.validate(attach.libvirt_hostdev_xml(ENDPOINT,
                                                               **kwargs))
             self.assertEqual(0, result.returncode, result.stderr + str(kwargs))
+
+    def test_the_migratable_domain_validates(self):
+        path = self.tmp + '/domain.xml'
+        with open(path, 'w') as f:
+            f.write(attach.libvirt_migratable_xml(
+                DOMAIN % attach.libvirt_hostdev_xml(ENDPOINT)))
+        result = subprocess.run(['virt-xml-validate', path, 'domain'],
+                                capture_output=True, text=True)
+        self.assertEqual(0, result.returncode, result.stderr)
 
     def test_schema_check_can_fail(self):
         broken = attach.libvirt_hostdev_xml(ENDPOINT).replace(

@@ -235,6 +235,18 @@ class FactoryTestCase(base.TestCase):
         self.assertRaises(brick_exception.InvalidConnectorProtocol,
                           connector.factory, 'NO-SUCH', 'sudo')
 
+    def test_a_network_attached_volume_is_migratable(self):
+        for protocol in ('ISCSI', 'iscsi', 'FIBRE_CHANNEL', 'NVMEOF', 'RBD'):
+            self.assertTrue(connector.factory(protocol, 'sudo').migratable,
+                            protocol)
+
+    def test_a_device_of_this_host_alone_is_not_migratable(self):
+        self.assertFalse(connector.factory('LOCAL', 'sudo').migratable)
+
+    def test_a_connector_of_unknown_protocol_is_not_migratable(self):
+        self.assertFalse(connector.VhostConnector(
+            'sudo', mock.Mock(), vhost_executor=mock.Mock()).migratable)
+
     def test_connector_properties_add_vhost_to_os_bricks(self):
         brick = {'host': 'compute-1', 'ip': '192.0.2.1', 'multipath': False}
         with mock.patch.object(brick_connector, 'get_connector_properties',

@@ -28,7 +28,9 @@ import unittest
 from unittest import mock
 
 import fixtures
+from oslo_serialization import jsonutils
 
+from vhost_brick import attach
 from vhost_brick import exception
 from vhost_brick.integrations import cinder_target
 from vhost_brick.tests import base
@@ -38,10 +40,13 @@ try:
     from nova.api.openstack import wsgi as nova_wsgi
     from nova.compute import api as compute_api
     from nova import exception as nova_exception
+    from nova import objects
+    from nova.virt import block_device as driver_block_device
     from nova.virt.libvirt import config as vconfig
     from nova.virt.libvirt import driver as libvirt_driver
     from nova.virt.libvirt import guest as libvirt_guest
     from nova.virt.libvirt.volume import volume as libvirt_volume
+    from os_brick.initiator.connectors import iscsi as iscsi_connector
     from os_brick.initiator.connectors import local as local_connector
     import webob
 
@@ -112,8 +117,9 @@ class NovaTestCase(base.TestCase):
         super().setUp()
         self.driver = nova_driver()
         self.volume_driver = self.driver._get_volume_driver(connection_info())
-        self.connector = self.volume_driver.connector = mock.Mock(
-            name='VhostConnector')
+        self.connector = mock.Mock(name='VhostConnector', migratable=False)
+        self.useFixture(fixtures.MockPatchObject(
+            self.volume_driver, '_connector', return_value=self.connector))
         self.connector.connect_volume.return_value = {
             'type': 'local', 'path': CONNECTION_INFO['data']['device_path'],
             'vhost': {'wwn': WWN}}
@@ -132,8 +138,24 @@ class VolumeDriverTestCase(NovaTestCase):
 
     def test_the_driver_exports_through_the_vhost_connector_over_local(self):
         driver = vhost_nova.LibvirtVhostVolumeDriver(mock.Mock())
-        self.assertIsInstance(driver.connector.inner,
+        self.assertIsInstance(driver._connector(connection_info()).inner,
                               local_connector.LocalConnector)
+
+    def test_the_data_may_name_another_inner_connector(self):
+        driver = vhost_nova.LibvirtVhostVolumeDriver(mock.Mock())
+        info = connection_info()
+        info['data']['vhost_inner_protocol'] = 'ISCSI'
+        self.assertIsInstance(driver._connector(info).inner,
+                              iscsi_connector.ISCSIConnector)
+
+    def test_an_unknown_inner_protocol_is_an_invalid_volume(self):
+        driver = vhost_nova.LibvirtVhostVolumeDriver(mock.Mock())
+        for protocol in ('NO-SUCH', ['ISCSI'], None):
+            info = connection_info()
+            info['data']['vhost_inner_protocol'] = protocol
+            err = self.assertRaises(nova_exception.InvalidVolume,
+                                    driver._connector, info)
+            self.assertIn('vhost_inner_protocol', str(err))
 
     def test_config_is_the_endpoints_hostdev_with_the_volumes_alias(self):
         conf = self.driver._get_volume_config(connection_info(),
@@ -307,15 +329,128 @@ class RefusalTestCase(NovaTestCase):
         self.assertIn("'live-migration' not supported for instance with "
                       "vhost volumes", err.explanation)
 
-    def test_live_migration_is_refused(self):
-        # Nova's live_migrate takes a dozen guards before this one, each
-        # reading more of a real instance; this finds ours among them.
-        self.assertEqual(['live-migration'],
-                         refused_operations(compute_api.API.live_migrate))
+    def test_live_migration_is_not_refused_in_the_api(self):
+        # Nova's live_migrate takes a dozen guards, each reading more of a
+        # real instance; ours is not among them: the driver decides.
+        self.assertEqual([], refused_operations(compute_api.API.live_migrate))
 
     def test_swap_volume_is_guarded_as_swap_volume(self):
         self.assertEqual(['swap_volume'],
                          refused_operations(compute_api.API.swap_volume))
+
+
+class LiveMigrationTestCase(NovaTestCase):
+    """Nova's live migration steps, on an instance with a vhost volume.
+
+    A shared volume (its inner connector attaches over a network) follows
+    the guest; one on a device of the source host alone is refused at
+    Nova's pre-check, before anything starts.
+    """
+
+    def block_device_info(self, info):
+        """What Nova's compute manager passes: the volume's BDM."""
+        bdm = objects.BlockDeviceMapping(
+            source_type='volume', destination_type='volume',
+            volume_id=VOLUME_ID, device_name='/dev/sdb', disk_bus='scsi',
+            device_type='disk', boot_index=None, guest_format=None,
+            attachment_id=None, delete_on_termination=False,
+            no_device=False, snapshot_id=None, image_id=None,
+            volume_size=1, volume_type=None, tag=None,
+            connection_info=jsonutils.dumps(info))
+        volume = driver_block_device.DriverVolumeBlockDevice(bdm)
+        # Nova's block device keeps the connection_info it decoded.
+        volume['connection_info'] = info
+        return {'block_device_mapping': [volume]}
+
+    def guest_xml(self, info):
+        """What Nova's _get_guest_xml defines for the instance."""
+        conf = mock.Mock(name='LibvirtConfigGuest')
+        conf.to_xml.return_value = DOMAIN % self.volume_driver.get_config(
+            info, {}).to_xml()
+        with mock.patch.object(self.driver, '_get_guest_config',
+                               return_value=conf):
+            return self.driver._get_guest_xml(
+                None, self.instance, [], {}, None,
+                block_device_info=self.block_device_info(info))
+
+    def check_source(self, domain_xml, info):
+        """Nova's check_can_live_migrate_source, up to its own checks."""
+        self.driver._host.get_guest.return_value = libvirt_guest.Guest(
+            FakeDomain(domain_xml))
+        with mock.patch.object(self.driver, '_check_shared_storage_test_file',
+                               side_effect=NovaChecksReached) as nova_checks:
+            self.driver.check_can_live_migrate_source(
+                None, self.instance, mock.Mock(filename='test'),
+                block_device_info=self.block_device_info(info))
+        return nova_checks
+
+    def test_the_domain_of_a_shared_volume_is_migratable(self):
+        self.connector.migratable = True
+        self.assertTrue(attach.libvirt_domain_migratable(
+            self.guest_xml(connection_info())))
+
+    def test_the_domain_of_a_host_local_volume_is_left_alone(self):
+        xml = self.guest_xml(connection_info())
+        self.assertFalse(attach.libvirt_domain_migratable(xml))
+        self.assertIn(WWN, xml)
+
+    def test_a_shared_volume_passes_on_to_novas_own_checks(self):
+        self.connector.migratable = True
+        info = connection_info()
+        self.assertRaises(NovaChecksReached, self.check_source,
+                          self.guest_xml(info), info)
+
+    def test_a_host_local_volume_is_refused_naming_it(self):
+        info = connection_info()
+        err = self.assertRaises(nova_exception.MigrationPreCheckError,
+                                self.check_source, self.guest_xml(info),
+                                info)
+        self.assertIn('vhost volume %s is on a device of this host alone'
+                      % VOLUME_ID, str(err))
+        self.assertIn('LOCAL connector', str(err))
+
+    def test_a_shared_volume_in_a_domain_started_without_it_is_refused(self):
+        # Hot-plugged into a guest that had no migratable vhost volume
+        # when it started: QEMU would block the migration.
+        self.connector.migratable = True
+        info = connection_info()
+        plain = DOMAIN % self.volume_driver.get_config(info, {}).to_xml()
+        err = self.assertRaises(nova_exception.MigrationPreCheckError,
+                                self.check_source, plain, info)
+        self.assertIn('hard reboot', str(err))
+
+    def test_instances_without_vhost_volumes_are_not_asked(self):
+        info = dict(connection_info(), driver_volume_type='iscsi')
+        with mock.patch.object(self.driver, '_get_volume_driver') as get:
+            self.assertRaises(NovaChecksReached, self.check_source,
+                              DOMAIN % '', info)
+        get.assert_not_called()
+
+    def test_the_destination_connects_from_the_stored_data(self):
+        info = connection_info()
+        migrate_data = objects.LibvirtLiveMigrateData(
+            is_shared_block_storage=True, is_shared_instance_path=True,
+            block_migration=False)
+        with mock.patch.object(self.driver,
+                               '_pre_live_migration_plug_vifs'), \
+                mock.patch.object(self.driver, '_supported_perf_events',
+                                  [], create=True):
+            self.driver.pre_live_migration(
+                None, self.instance, self.block_device_info(info), [],
+                None, migrate_data)
+        self.connector.connect_volume.assert_called_once_with(info['data'])
+        self.assertEqual(WWN, info['data']['wwpn'])
+
+    def test_the_source_disconnects_after_the_switchover(self):
+        info = connection_info()
+        self.driver.post_live_migration(None, self.instance,
+                                        self.block_device_info(info))
+        self.connector.disconnect_volume.assert_called_once_with(
+            info['data'], None, force=False)
+
+
+class NovaChecksReached(Exception):
+    """Nova's check went past the vhost volumes to its own checks."""
 
 
 def refused_operations(method):
