@@ -169,11 +169,14 @@ class NestedGuest:
     attached too, each as a vhost-scsi-pci device of its own.
     :meth:`monitor` runs a QEMU monitor command, e.g. ``stop`` to pause
     the guest; ``paused=True`` starts QEMU with its guest not yet
-    running (``-S``).
+    running (``-S``). ``migratable`` sets the devices' QEMU property;
+    ``incoming`` (a QEMU migration URI) starts QEMU waiting for the guest
+    to arrive from another QEMU of the same command line.
     """
 
     def __init__(self, endpoint, marker, kernel_dir=vmrun.DEFAULT_KERNEL_DIR,
-                 paused=False, more_endpoints=()):
+                 paused=False, more_endpoints=(), migratable=None,
+                 incoming=None):
         endpoints = (endpoint,) + tuple(more_endpoints)
         initrd = vmrun.build_initramfs(kernel_dir, MODULES, INIT,
                                        dest_dir='/run')
@@ -191,11 +194,12 @@ class NestedGuest:
                  FAST_BOOT, marker, endpoint.luns[0].serial,
                  ','.join(sorted({str(ep.tpgt) for ep in endpoints}))),
              '-monitor', 'unix:%s,server=on,wait=off' % self.monitor_path] +
-            (['-S'] if paused else []))
+            (['-S'] if paused else []) +
+            (['-incoming', incoming] if incoming else []))
         for index, attached in enumerate(endpoints):
             self.command += attach.qemu_device_args(
                 attached, device_id='vhost%d' % index, num_queues=1,
-                boot_tpgt=attached.tpgt)
+                boot_tpgt=attached.tpgt, migratable=migratable)
         self.console = Console('nested guest')
         self.commands = 0
 
