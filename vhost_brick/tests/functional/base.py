@@ -19,6 +19,7 @@ need is a failure, not a skip.
 
 import glob
 import json
+import mmap
 import os
 import select
 import shutil
@@ -47,6 +48,8 @@ MODULES = ('configfs', 'loop', 'target_core_mod', 'target_core_iblock',
 VHOST = configfs.VHOST_FABRIC
 CORE = configfs.TARGET_ROOT + '/core'
 
+SECTOR_SIZE = 512
+
 
 def run(*cmd):
     """Run a command; return its stdout, or fail with its stderr."""
@@ -55,6 +58,31 @@ def run(*cmd):
         raise AssertionError('%s exited %d: %s' % (
             ' '.join(cmd), result.returncode, result.stderr.strip()))
     return result.stdout.strip()
+
+
+def read_sector(path, number):
+    """A sector's text, read past the page cache (O_DIRECT).
+
+    LIO's block backstore writes the device with bios of its own, which
+    the host's page cache of the device does not see.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        with mmap.mmap(-1, mmap.PAGESIZE) as aligned:
+            os.preadv(fd, [aligned], number * SECTOR_SIZE)
+            return aligned[:SECTOR_SIZE].rstrip(b'\0').decode(
+                errors='replace')
+    finally:
+        os.close(fd)
+
+
+def write_sector(path, number, text):
+    """Write a sector's text through to the device (fsync)."""
+    with open(path, 'r+b') as device:
+        device.seek(number * SECTOR_SIZE)
+        device.write(text.encode().ljust(SECTOR_SIZE, b'\0'))
+        device.flush()
+        os.fsync(device.fileno())
 
 
 def load_kernel_modules():

@@ -27,7 +27,6 @@ hard-rebooted in Nova's order: stopped, every volume disconnected, then
 connected again from the stored connection data alone.
 """
 
-import mmap
 import os
 import pwd
 
@@ -43,7 +42,6 @@ from vhost_brick.tests.functional.consumers import libvirt_host
 # The compute service's root helper. Nova's would be nova-rootwrap; here
 # Cinder and the compute side share one host and one rootwrap.
 ROOT_HELPER = cinder_host.ROOT_HELPER
-SECTOR = 512
 # libvirt-python for Nova's compute process: Debian's python3-libvirt,
 # built for Debian's libvirt 9.0 and the ABI of Python 3.11. Only its
 # modules join that process's path, not the rest of Debian's packages.
@@ -95,30 +93,6 @@ def libvirt_python():
     return directory
 
 
-def read_sector(path, number):
-    """A sector's text, read past the page cache (O_DIRECT).
-
-    LIO's block backstore writes the device with bios of its own, which
-    the host's page cache of the device does not see.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
-    try:
-        with mmap.mmap(-1, mmap.PAGESIZE) as aligned:
-            os.preadv(fd, [aligned], number * SECTOR)
-            return aligned[:SECTOR].rstrip(b'\0').decode(errors='replace')
-    finally:
-        os.close(fd)
-
-
-def write_sector(path, number, text):
-    """Write a sector's text through to the device (fsync)."""
-    with open(path, 'r+b') as device:
-        device.seek(number * SECTOR)
-        device.write(text.encode().ljust(SECTOR, b'\0'))
-        device.flush()
-        os.fsync(device.fileno())
-
-
 def target_owner(wwn):
     """The uid owning the endpoint's vhost target directory in configfs."""
     return os.stat(os.path.join(base.VHOST, wwn)).st_uid
@@ -158,7 +132,7 @@ class EndToEndTestCase(base.FunctionalTestCase):
         self.driver.create_volume(volume)
         self.addCleanup(self.driver.delete_volume, volume)
         lv_path = self.cinder.lv_path(volume)
-        write_sector(lv_path, 0, boot_sector0)
+        base.write_sector(lv_path, 0, boot_sector0)
         properties = connector.get_connector_properties(
             ROOT_HELPER, '127.0.0.1', False, False,
             host=self.driver.target_driver.host)
@@ -197,7 +171,7 @@ class EndToEndTestCase(base.FunctionalTestCase):
             'boot: the guest did not read what the host wrote')
         self.assertEqual('sda written', domain.expect('sda writ'),
                          'boot: the guest could not write its disk')
-        self.assertEqual(marker, read_sector(lv_path, 16),
+        self.assertEqual(marker, base.read_sector(lv_path, 16),
                          'boot: the guest write did not reach the LV')
         qemu_uid = pwd.getpwnam(libvirt_host.QEMU_ACCOUNT).pw_uid
         self.assertEqual(qemu_uid, domain.qemu_uid(),
@@ -214,7 +188,7 @@ class EndToEndTestCase(base.FunctionalTestCase):
         self.driver.create_volume(hot_volume)
         self.addCleanup(self.driver.delete_volume, hot_volume)
         hot_lv_path = self.cinder.lv_path(hot_volume)
-        write_sector(hot_lv_path, 0, hot_sector0)
+        base.write_sector(hot_lv_path, 0, hot_sector0)
         hot_volume.update(self.driver.create_export(self.context, hot_volume,
                                                     properties))
         self.addCleanup(self.driver.remove_export, self.context, hot_volume)
@@ -263,8 +237,8 @@ class EndToEndTestCase(base.FunctionalTestCase):
                              'in use: the domain stopped after a refused '
                              '%s of %s' % (call, disk))
             fresh = 'after-refused-%s-' % call + os.urandom(8).hex()
-            write_sector(path, 32, fresh)
-            self.assertEqual(fresh, domain.read_sector(disk, 32),
+            base.write_sector(path, 32, fresh)
+            self.assertEqual(fresh, domain.base.read_sector(disk, 32),
                              'in use: the guest lost %s after a refused %s'
                              % (disk, call))
 
@@ -299,7 +273,7 @@ class EndToEndTestCase(base.FunctionalTestCase):
         # and the restarted guest finds the same disk.
         boot_info = dict(connection_info, serial=volume.id)
         before_reboot = 'before-hard-reboot-' + os.urandom(8).hex()
-        write_sector(lv_path, 32, before_reboot)
+        base.write_sector(lv_path, 32, before_reboot)
         domain.power_off()
         self.assertEqual(0, target_owner(boot.wwn),
                          'hard reboot: libvirt did not give the endpoint '
@@ -318,7 +292,7 @@ class EndToEndTestCase(base.FunctionalTestCase):
         self.assertEqual(
             'sda sector0=' + boot_sector0, domain.expect('sda sector0='),
             'hard reboot: the guest did not find its disk')
-        self.assertEqual(before_reboot, domain.read_sector('sda', 32),
+        self.assertEqual(before_reboot, domain.base.read_sector('sda', 32),
                          'hard reboot: the guest reads other data')
 
         # 8. Once the domain is destroyed, Nova's disconnect (with only
@@ -332,7 +306,7 @@ class EndToEndTestCase(base.FunctionalTestCase):
                          'disconnect: the endpoint is left')
         self.driver.terminate_connection(volume, properties)
         self.driver.remove_export(self.context, volume)
-        self.assertEqual(marker, read_sector(lv_path, 16),
+        self.assertEqual(marker, base.read_sector(lv_path, 16),
                          'teardown: the guest\'s data is not on the LV')
         self.driver.delete_volume(volume)
         self.assertNotIn(volume.name, cinder_host.lvm(
