@@ -27,8 +27,10 @@ a busybox initramfs; its only disks are vhost-scsi hostdevs and the test
 talks to its init over the serial console, a Unix socket.
 """
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -120,12 +122,12 @@ DOMAIN_XML = """<domain type='qemu'>
 """
 
 
-def virsh(*args, timeout=120):
-    """Run virsh on the system QEMU driver; return its stdout.
+def virsh(*args, timeout=120, uri=URI):
+    """Run virsh on the system QEMU driver (of uri); return its stdout.
 
     :raises: AssertionError, with virsh's message, if it fails
     """
-    result = subprocess.run(('virsh', '-c', URI) + args, capture_output=True,
+    result = subprocess.run(('virsh', '-c', uri) + args, capture_output=True,
                             text=True, timeout=timeout)
     if result.returncode:
         raise AssertionError('virsh %s failed (%d): %s%s' % (
@@ -221,9 +223,12 @@ class LibvirtHost(fixtures.Fixture):
             conf.write(text)
 
     def _start(self, program):
+        return self._start_command(program, [program])
+
+    def _start_command(self, program, command):
         log = open(os.path.join(self.log_dir, program + '.log'), 'wb')
         self.addCleanup(log.close)
-        process = subprocess.Popen([program], stdin=subprocess.DEVNULL,
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT)
         self.addCleanup(self._stop, process)
         return process
@@ -255,10 +260,11 @@ class LibvirtHost(fixtures.Fixture):
                     program, self.start_timeout, self.log(program)))
             time.sleep(0.5)
 
-    @staticmethod
-    def _answers():
+    uri = URI
+
+    def _answers(self):
         try:
-            virsh('version', timeout=60)
+            virsh('version', timeout=60, uri=self.uri)
         except (AssertionError, subprocess.TimeoutExpired):
             return False
         return True
@@ -268,9 +274,57 @@ class LibvirtHost(fixtures.Fixture):
         for flag, action in (('--state-running', 'destroy'),
                              ('--state-paused', 'destroy'),
                              ('--inactive', 'undefine')):
-            for name in virsh('list', flag, '--name').split():
+            for name in virsh('list', flag, '--name', uri=self.uri).split():
                 if name.startswith(DOMAIN_PREFIX):
-                    virsh(action, name)
+                    virsh(action, name, uri=self.uri)
+
+
+class SecondLibvirtHost(LibvirtHost):
+    """A second libvirtd on the same kernel: a migration's destination.
+
+    A mount namespace of its own gives it private directories where
+    libvirt keeps its sockets, domain state, caches and definitions
+    (:data:`PRIVATE`, each a bind mount of a directory of its own),
+    with a virtlogd of its own there; a host UUID of its own, as libvirt
+    refuses to migrate a domain to a host of the same UUID; and pid
+    files of its own. It shares everything else with the first,
+    ``qemu.conf``, the network (the migration goes over loopback),
+    configfs and /run, where the domains' kernels and consoles are.
+    Start it after a :class:`LibvirtHost`, which makes the account.
+    """
+
+    PRIVATE = ('/run/libvirt', '/var/lib/libvirt', '/var/cache/libvirt',
+               '/etc/libvirt/qemu')
+
+    def _setUp(self):
+        self.log_dir = self.root = self.useFixture(fixtures.TempDir()).path
+        self.uri = 'qemu+unix:///system?socket=%s/run/libvirt-sock' % (
+            self.root)
+        subprocess.run(['ip', 'link', 'set', 'lo', 'up'], check=True)
+        mounts = []
+        for path in self.PRIVATE:
+            private = os.path.join(self.root, path.rsplit('/', 1)[1])
+            os.makedirs(private)
+            os.makedirs(path, exist_ok=True)
+            mounts.append('mount --bind %s %s' % (private, path))
+        config = os.path.join(self.root, 'libvirtd.conf')
+        with open(config, 'w') as conf:
+            conf.write('host_uuid = "%s"\n' % uuid.uuid4())
+        script = ' && '.join(mounts + [
+            '{ virtlogd -p %s/virtlogd.pid >%s/virtlogd.log 2>&1 & }'
+            % (self.root, self.root),
+            'exec libvirtd -f %s -p %s/libvirtd.pid' % (config, self.root)])
+        self.libvirtd = self._start_command(
+            'libvirtd', ['unshare', '--mount', '--propagation', 'private',
+                         'sh', '-c', script])
+        self.addCleanup(self._stop_virtlogd)
+        self.addCleanup(self.destroy_domains)
+        self._wait('libvirtd', self.libvirtd, self._answers)
+
+    def _stop_virtlogd(self):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            with open(os.path.join(self.root, 'virtlogd.pid')) as pidfile:
+                os.kill(int(pidfile.read()), signal.SIGTERM)
 
 
 class LibvirtDomain:
@@ -334,6 +388,17 @@ class LibvirtDomain:
     def power_on(self, timeout=60):
         """Start the defined domain; connect to its serial console."""
         virsh('start', self.name)
+        self.connect_console(timeout)
+        return self
+
+    def connect_console(self, timeout=60):
+        """Follow the console of the QEMU now running the domain.
+
+        Again after a migration: the destination's QEMU listens on the
+        same path.
+        """
+        if self.console is not None:
+            self.console.close()
         deadline = time.monotonic() + timeout
         self.console = socket.socket(socket.AF_UNIX)
         while True:
@@ -347,7 +412,6 @@ class LibvirtDomain:
                 time.sleep(0.1)
         self.lines.follow(self.console.makefile(
             'r', encoding='utf-8', errors='replace', newline='\n'))
-        return self
 
     def expect(self, prefix, timeout=600):
         """Return the first console line starting with prefix.

@@ -10,18 +10,22 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Debian 12's libvirt and QEMU on what makes a vhost domain migratable.
+"""Debian 12's libvirt live-migrating a domain on a vhost disk.
 
 libvirt leaves the decision to QEMU, which reports its migration
 blockers (``query-migrate``'s ``blocked-reasons``): a vhost-scsi device
-is one unless it is ``migratable``. The domains here are started, never
-booted: a blocker is set when QEMU realizes the device, at its start or
-at a hot-plug, whatever the guest does.
+is one unless it is ``migratable``. The domains of the blocker tests are
+started, never booted: a blocker is set when QEMU realizes the device,
+at its start or at a hot-plug, whatever the guest does. The migration
+test boots one and moves it to a second libvirtd.
 """
 
 import json
+import os
+import time
 
 from vhost_brick import attach
+from vhost_brick import exception
 from vhost_brick.tests.functional import base
 from vhost_brick.tests.functional.consumers import libvirt_host
 
@@ -85,3 +89,52 @@ class MigratableDomainTestCase(base.FunctionalTestCase):
         self.assertTrue(attach.libvirt_domain_migratable(domain.dumpxml()))
         self.assertTrue(attach.libvirt_domain_migratable(
             domain.dumpxml(inactive=True)))
+
+
+class LibvirtLiveMigrationTestCase(base.FunctionalTestCase):
+    """libvirt's own live migration of a running guest on a vhost disk.
+
+    Two libvirtd on one kernel (:class:`libvirt_host.SecondLibvirtHost`)
+    stand for two compute hosts; the endpoint both QEMUs open is one, as
+    a shared device exported on each host under the volume's WWN and
+    serial would present one disk.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.source = self.useFixture(libvirt_host.LibvirtHost())
+        self.destination = self.useFixture(libvirt_host.SecondLibvirtHost())
+
+    def test_a_running_guest_moves_to_the_second_libvirtd(self):
+        sector0 = 'sector0-' + os.urandom(8).hex()
+        marker = 'marker-' + os.urandom(8).hex()
+        disk = self.make_disk(data=sector0.encode())
+        endpoint = self.create(disk)
+        domain = libvirt_host.LibvirtDomain(
+            [attach.libvirt_hostdev_xml(endpoint, alias='ua-boot')], marker)
+        domain.xml = attach.libvirt_migratable_xml(domain.xml)
+        domain.start()
+        self.addCleanup(domain.destroy)
+        self.assertEqual('sda sector0=' + sector0,
+                         domain.expect('sda sector0='))
+        domain.expect('sda written')
+
+        started = time.monotonic()
+        libvirt_host.virsh('migrate', '--live', domain.name,
+                           self.destination.uri, 'tcp://127.0.0.1',
+                           timeout=300)
+        took = time.monotonic() - started
+        self.assertNotIn(domain.name, libvirt_host.virsh('list', '--name'))
+        self.assertEqual('running', libvirt_host.virsh(
+            'domstate', domain.name, uri=self.destination.uri))
+
+        fresh = 'after-migration-' + os.urandom(8).hex()
+        base.write_sector(disk, 32, fresh)
+        domain.connect_console()
+        self.assertEqual(fresh, domain.read_sector('sda', 32))
+        self.assertEqual(marker, base.read_sector(disk, 16))
+        print('libvirt migrated the domain in %.1f s' % took)
+
+        self.assertRaises(exception.EndpointInUse,
+                          self.executor.delete_endpoint, endpoint.wwn)
+        libvirt_host.virsh('destroy', domain.name, uri=self.destination.uri)
