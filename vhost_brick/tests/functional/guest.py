@@ -30,6 +30,7 @@ eventfds are relayed by QEMU instead of KVM.
 import contextlib
 import os
 import queue
+import re
 import socket
 import subprocess
 import sys
@@ -109,6 +110,34 @@ done
 echo "host said $line"
 poweroff -f
 """
+
+# Numbered writes for a migration: block NUMBERED_BLOCK + n of the disk
+# gets "seq <n>" with O_DIRECT, then a flush (fsync: SYNCHRONIZE CACHE);
+# the guest prints "acked <n>" once both returned, and goes on until
+# /stop exists. Run it in the background (:meth:`NestedGuest.run`, with
+# " & true").
+NUMBERED_BLOCK = 1000
+NUMBERED_WRITER = (
+    'i=1; while [ ! -e /stop ]; do printf "seq %%08d" $i | '
+    'dd of=/dev/$sd bs=512 seek=$((%d + i)) conv=sync,fsync oflag=direct '
+    '2>/dev/null && echo "acked $i" || echo "write $i failed"; '
+    'i=$((i + 1)); done' % NUMBERED_BLOCK)
+_ACKED_RE = re.compile(r'acked (\d+)$')
+_WRITE_FAILED_RE = re.compile(r'write \d+ failed$')
+# The disk's identity as the guest sees it: unit serial, then WWID.
+IDENTITY = ('echo "identity $(tail -c +5 /sys/block/$sd/device/vpd_pg80 | '
+            'tr -d \'\\000\') $(cat /sys/block/$sd/device/wwid)"')
+
+
+def acknowledged(console):
+    """The numbers whose writes the guest reported acknowledged."""
+    return [int(match.group(1))
+            for match in map(_ACKED_RE.match, console.output) if match]
+
+
+def failed_writes(console):
+    """The writer's failure lines."""
+    return [line for line in console.output if _WRITE_FAILED_RE.match(line)]
 
 
 class Console:
@@ -255,6 +284,26 @@ class NestedGuest:
                 break
             answer += chunk
         return answer.decode(errors='replace')
+
+    def migrate(self, uri, timeout=300):
+        """Migrate the guest to the QEMU waiting at uri (``-incoming``).
+
+        :returns: QEMU's ``info migrate`` once it completed or failed, as
+                  a dict of its ``name: value`` lines (lower-case names)
+        """
+        self.monitor('migrate -d %s' % uri)
+        deadline = time.monotonic() + timeout
+        while True:
+            info = {}
+            for line in self.monitor('info migrate').splitlines():
+                name, colon, value = line.partition(':')
+                if colon:
+                    info[name.strip().lower()] = value.strip()
+            if info.get('migration status') in ('completed', 'failed'):
+                return info
+            if time.monotonic() > deadline:
+                raise AssertionError('migration still running: %s' % info)
+            time.sleep(0.5)
 
     def vhost_workers(self):
         """The tasks serving this QEMU's vhost devices: (kind, id) pairs.

@@ -20,42 +20,10 @@ in-flight commands then), the destination sets it when it starts.
 """
 
 import os
-import re
-import time
 
 from vhost_brick import exception
 from vhost_brick.tests.functional import base
 from vhost_brick.tests.functional import guest
-
-# Where the guest's numbered writes go: one 512-byte block each, past
-# the sectors the guest's init reads and writes.
-FIRST_BLOCK = 1000
-# The guest writes block FIRST_BLOCK + n holding "seq <n>" with O_DIRECT,
-# then a flush (fsync: SYNCHRONIZE CACHE), and prints "acked <n>" once
-# both returned, until /stop exists.
-WRITER = (
-    'i=1; while [ ! -e /stop ]; do printf "seq %%08d" $i | '
-    'dd of=/dev/$sd bs=512 seek=$((%d + i)) conv=sync,fsync oflag=direct '
-    '2>/dev/null && echo "acked $i" || echo "write $i failed"; '
-    'i=$((i + 1)); done' % FIRST_BLOCK)
-ACKED_RE = re.compile(r'acked (\d+)$')
-FAILED_RE = re.compile(r'write \d+ failed$')
-
-
-def acked(console):
-    """The numbers whose writes the guest reported acknowledged."""
-    return [int(match.group(1)) for match in map(ACKED_RE.match,
-                                                 console.output) if match]
-
-
-def migration_info(qemu):
-    """QEMU's ``info migrate`` as a dict of its ``name: value`` lines."""
-    info = {}
-    for line in qemu.monitor('info migrate').splitlines():
-        name, colon, value = line.partition(':')
-        if colon:
-            info[name.strip().lower()] = value.strip()
-    return info
 
 
 class LiveMigrationTestCase(base.FunctionalTestCase):
@@ -88,17 +56,6 @@ class LiveMigrationTestCase(base.FunctionalTestCase):
         if self.endpoint.wwn in base.vhost_targets():
             self.executor.delete_endpoint(self.endpoint.wwn)
 
-    def migrate(self, source):
-        """Migrate source to self.uri; return its ``info migrate``."""
-        source.monitor('migrate -d %s' % self.uri)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            info = migration_info(source)
-            if info.get('migration status') in ('completed', 'failed'):
-                return info
-            time.sleep(0.5)
-        raise AssertionError('migration still running: %s' % info)
-
     def assertDeleteRefused(self):
         before = base.configfs_snapshot()
         self.assertRaises(exception.EndpointInUse,
@@ -107,29 +64,29 @@ class LiveMigrationTestCase(base.FunctionalTestCase):
 
     def block(self, number):
         """The guest's numbered write, read past the page cache."""
-        return base.read_sector(self.disk, FIRST_BLOCK + number)
+        return base.read_sector(self.disk, guest.NUMBERED_BLOCK + number)
 
     def test_acknowledged_writes_survive_the_migration(self):
         source = self.qemu(migratable=True)
         source.expect('written')
-        source.run(WRITER + ' & true')
+        source.run(guest.NUMBERED_WRITER + ' & true')
         source.expect('acked 5', timeout=120)
         destination = self.qemu(migratable=True, incoming=self.uri)
         self.assertIn('inmigrate', destination.monitor('info status'))
         self.assertDeleteRefused()
 
-        info = self.migrate(source)
+        info = source.migrate(self.uri)
         self.assertEqual('completed', info['migration status'], info)
         self.assertIn('postmigrate', source.monitor('info status'))
         source.monitor('quit')
         self.assertEqual(0, source.stop())
         self.assertDeleteRefused()  # the destination holds it now
 
-        last_on_source = max(acked(source.console))
+        last_on_source = max(guest.acknowledged(source.console))
         destination.expect('acked %d' % (last_on_source + 5), timeout=120)
         status, lines = destination.run('touch /stop; wait')
         self.assertEqual(0, status, lines)
-        on_destination = acked(destination.console)
+        on_destination = guest.acknowledged(destination.console)
         # What the guest's SCSI layer did about the switchover, if
         # anything (aborts, resets), for the record.
         status, scsi_log = destination.run('dmesg | grep -i -E '
@@ -139,9 +96,8 @@ class LiveMigrationTestCase(base.FunctionalTestCase):
               % (info.get('total time'), info.get('downtime'),
                  last_on_source, len(on_destination), scsi_log or 'none'))
 
-        self.assertEqual([], [line for line in source.console.output +
-                              destination.console.output
-                              if FAILED_RE.match(line)])
+        self.assertEqual([], guest.failed_writes(source.console) +
+                         guest.failed_writes(destination.console))
         # The writes went on where they stopped (a console line cut in
         # two by the switchover may be lost, not its write).
         self.assertIn(on_destination[0] - last_on_source, (1, 2))
