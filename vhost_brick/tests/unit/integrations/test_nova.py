@@ -448,6 +448,29 @@ class LiveMigrationTestCase(NovaTestCase):
         self.connector.disconnect_volume.assert_called_once_with(
             info['data'], None, force=False)
 
+    def test_a_failed_migration_disconnects_the_destination(self):
+        # Nova's rollback at the destination destroys the QEMU waiting
+        # there and cleans up: the volume is disconnected, as at a delete.
+        info = connection_info()
+        migrate_data = objects.LibvirtLiveMigrateData(
+            is_shared_block_storage=True, is_shared_instance_path=True,
+            block_migration=False)
+        with mock.patch.object(self.driver, '_destroy') as destroyed, \
+                mock.patch.object(self.driver, '_device_event_handler',
+                                  create=True), \
+                mock.patch.object(self.driver, '_get_vpmems',
+                                  return_value=[]), \
+                mock.patch.object(self.driver, '_unplug_vifs'), \
+                mock.patch.object(self.driver, '_undefine_domain'), \
+                mock.patch.object(self.driver, 'instance_claimed_mdevs',
+                                  {}, create=True):
+            self.driver.rollback_live_migration_at_destination(
+                None, self.instance, [], self.block_device_info(info),
+                destroy_disks=False, migrate_data=migrate_data)
+        destroyed.assert_called_once_with(self.instance)
+        self.connector.disconnect_volume.assert_called_once_with(
+            info['data'], None, force=True)
+
 
 class NovaChecksReached(Exception):
     """Nova's check went past the vhost volumes to its own checks."""
