@@ -89,10 +89,19 @@ def publish(path, data):
     os.rename(path + '.tmp', path)
 
 
-def network_up(address):
-    """The hosts' network: eth0 (no udev renames it) at address."""
-    for command in (['modprobe', 'virtio_net'],
-                    ['ip', 'link', 'set', 'lo', 'up'],
+def host_up(address):
+    """The host's LUN and network (eth0 at address), drivers loaded.
+
+    Nothing loads them in the VM (no udev), nor renames eth0.
+    """
+    subprocess.run(['modprobe', '-a', 'virtio_blk', 'virtio_net'],
+                   check=True)
+    deadline = time.monotonic() + 60
+    while not (os.path.exists(LUN) and os.path.exists('/sys/class/net/eth0')):
+        if time.monotonic() > deadline:
+            raise AssertionError('%s or eth0 did not appear' % LUN)
+        time.sleep(0.2)
+    for command in (['ip', 'link', 'set', 'lo', 'up'],
                     ['ip', 'link', 'set', 'eth0', 'up'],
                     ['ip', 'addr', 'add', address + '/24', 'dev', 'eth0']):
         subprocess.run(command, check=True)
@@ -116,7 +125,7 @@ def identity(nested):
 
 
 def source(share):
-    network_up(ADDRESSES['source'])
+    host_up(ADDRESSES['source'])
     vhost, endpoint = export()
     nested = guest.NestedGuest(endpoint, 'two-hosts', migratable=True)
     nested.start()
@@ -142,7 +151,7 @@ def source(share):
 
 
 def destination(share):
-    network_up(ADDRESSES['destination'])
+    host_up(ADDRESSES['destination'])
     vhost, endpoint = export()
     nested = guest.NestedGuest(endpoint, 'two-hosts', migratable=True,
                                incoming='tcp:0:%d' % PORT)
