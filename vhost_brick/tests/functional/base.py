@@ -353,6 +353,13 @@ class FunctionalTestCase(base.TestCase):
         self.backstores_before = own_backstores()
         self.addCleanup(self.assertNothingLeftBehind)
 
+    @classmethod
+    def class_fixture(cls, fixture):
+        """Set a fixture up for the whole class; cleaned up after it."""
+        fixture.setUp()
+        cls.addClassCleanup(fixture.cleanUp)
+        return fixture
+
     def assertNothingLeftBehind(self):
         if getattr(self, 'leaves_endpoints', False):
             return

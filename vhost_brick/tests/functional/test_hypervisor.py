@@ -126,12 +126,6 @@ class HypervisorTestCase(base.FunctionalTestCase):
                                  more_endpoints=cls.more_endpoints, **kwargs)
 
     @classmethod
-    def class_fixture(cls, fixture):
-        fixture.setUp()
-        cls.addClassCleanup(fixture.cleanUp)
-        return fixture
-
-    @classmethod
     def class_create(cls, device_path, **kwargs):
         created = cls.class_executor.create_endpoint(device_path, **kwargs)
         cls.addClassCleanup(cls.delete_endpoint, created.wwn)

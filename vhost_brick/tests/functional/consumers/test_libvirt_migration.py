@@ -26,6 +26,7 @@ import time
 
 from vhost_brick import attach
 from vhost_brick import exception
+from vhost_brick import executor
 from vhost_brick.tests.functional import base
 from vhost_brick.tests.functional.consumers import libvirt_host
 
@@ -39,18 +40,48 @@ def blocked_reasons(domain):
     return answer['return'].get('blocked-reasons', [])
 
 
-class MigratableDomainTestCase(base.FunctionalTestCase):
-    """libvirt_migratable_xml lifts vhost-scsi's blocker, hot-plugs too."""
+class LibvirtMigrationTestCase(base.FunctionalTestCase):
+    """What makes a vhost domain migratable, and libvirt migrating one.
+
+    Two libvirtd on one kernel (:class:`libvirt_host.SecondLibvirtHost`)
+    stand for two compute hosts; the endpoint both QEMUs open is one, as
+    a shared device exported on each host under the volume's WWN and
+    serial would present one disk. The class starts the domain that
+    migrates first, so that its boot overlaps the other tests, whose
+    domains are never booted.
+    """
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        if base.ENABLED:
-            cls.libvirt = libvirt_host.LibvirtHost()
-            cls.libvirt.setUp()
-            cls.addClassCleanup(cls.libvirt.cleanUp)
+        if not base.ENABLED:
+            return
+        base.load_kernel_modules()
+        cls.source = cls.class_fixture(libvirt_host.LibvirtHost())
+        cls.destination = cls.class_fixture(libvirt_host.SecondLibvirtHost())
+        cls.sector0 = 'sector0-' + os.urandom(8).hex()
+        cls.marker = 'marker-' + os.urandom(8).hex()
+        cls.disk = cls.class_fixture(base.LoopDevice(
+            data=cls.sector0.encode()))
+        vhost = executor.VhostExecutor(root_helper=None)
+        cls.endpoint = vhost.create_endpoint(cls.disk.path)
+        cls.addClassCleanup(vhost.delete_endpoint, cls.endpoint.wwn)
+        cls.domain = libvirt_host.LibvirtDomain(
+            [attach.libvirt_hostdev_xml(cls.endpoint, alias='ua-boot')],
+            cls.marker)
+        cls.domain.xml = attach.libvirt_migratable_xml(cls.domain.xml)
+        cls.domain.start()
+        cls.addClassCleanup(cls.domain.destroy)
+        cls.addClassCleanup(cls.destroy_on_the_destination)
 
-    def domain(self, make_xml):
+    @classmethod
+    def destroy_on_the_destination(cls):
+        if cls.domain.name in libvirt_host.virsh(
+                'list', '--name', uri=cls.destination.uri).split():
+            libvirt_host.virsh('destroy', cls.domain.name,
+                               uri=cls.destination.uri)
+
+    def never_booted(self, make_xml):
         """A started domain with one endpoint, and one to hot-plug."""
         at_start, hot = (self.create(self.make_disk()) for _ in range(2))
         domain = libvirt_host.LibvirtDomain(
@@ -67,7 +98,7 @@ class MigratableDomainTestCase(base.FunctionalTestCase):
             xml=attach.libvirt_hostdev_xml(endpoint, alias='ua-hot'))
 
     def test_a_migratable_domain_has_no_blocker(self):
-        domain, hot = self.domain(attach.libvirt_migratable_xml)
+        domain, hot = self.never_booted(attach.libvirt_migratable_xml)
         self.assertEqual([], blocked_reasons(domain))
         self.hot_plug(domain, hot)
         self.assertEqual([], blocked_reasons(domain))
@@ -75,7 +106,7 @@ class MigratableDomainTestCase(base.FunctionalTestCase):
                       domain.qemu_command_line())
 
     def test_a_plain_domain_is_blocked_by_each_vhost_device(self):
-        domain, hot = self.domain(lambda xml: xml)
+        domain, hot = self.never_booted(lambda xml: xml)
         reasons = blocked_reasons(domain)
         self.assertEqual(1, len(reasons), reasons)
         self.assertIn(VHOST_BLOCKER, reasons[0])
@@ -85,37 +116,14 @@ class MigratableDomainTestCase(base.FunctionalTestCase):
         self.assertTrue(all(VHOST_BLOCKER in reason for reason in reasons))
 
     def test_libvirt_keeps_the_setting_in_the_domain(self):
-        domain, _ = self.domain(attach.libvirt_migratable_xml)
+        domain, _ = self.never_booted(attach.libvirt_migratable_xml)
         self.assertTrue(attach.libvirt_domain_migratable(domain.dumpxml()))
         self.assertTrue(attach.libvirt_domain_migratable(
             domain.dumpxml(inactive=True)))
 
-
-class LibvirtLiveMigrationTestCase(base.FunctionalTestCase):
-    """libvirt's own live migration of a running guest on a vhost disk.
-
-    Two libvirtd on one kernel (:class:`libvirt_host.SecondLibvirtHost`)
-    stand for two compute hosts; the endpoint both QEMUs open is one, as
-    a shared device exported on each host under the volume's WWN and
-    serial would present one disk.
-    """
-
-    def setUp(self):
-        super().setUp()
-        self.source = self.useFixture(libvirt_host.LibvirtHost())
-        self.destination = self.useFixture(libvirt_host.SecondLibvirtHost())
-
     def test_a_running_guest_moves_to_the_second_libvirtd(self):
-        sector0 = 'sector0-' + os.urandom(8).hex()
-        marker = 'marker-' + os.urandom(8).hex()
-        disk = self.make_disk(data=sector0.encode())
-        endpoint = self.create(disk)
-        domain = libvirt_host.LibvirtDomain(
-            [attach.libvirt_hostdev_xml(endpoint, alias='ua-boot')], marker)
-        domain.xml = attach.libvirt_migratable_xml(domain.xml)
-        domain.start()
-        self.addCleanup(domain.destroy)
-        self.assertEqual('sda sector0=' + sector0,
+        domain = self.domain
+        self.assertEqual('sda sector0=' + self.sector0,
                          domain.expect('sda sector0='))
         domain.expect('sda written')
 
@@ -129,12 +137,10 @@ class LibvirtLiveMigrationTestCase(base.FunctionalTestCase):
             'domstate', domain.name, uri=self.destination.uri))
 
         fresh = 'after-migration-' + os.urandom(8).hex()
-        base.write_sector(disk, 32, fresh)
+        base.write_sector(self.disk.path, 32, fresh)
         domain.connect_console()
         self.assertEqual(fresh, domain.read_sector('sda', 32))
-        self.assertEqual(marker, base.read_sector(disk, 16))
+        self.assertEqual(self.marker, base.read_sector(self.disk.path, 16))
         print('libvirt migrated the domain in %.1f s' % took)
-
         self.assertRaises(exception.EndpointInUse,
-                          self.executor.delete_endpoint, endpoint.wwn)
-        libvirt_host.virsh('destroy', domain.name, uri=self.destination.uri)
+                          self.executor.delete_endpoint, self.endpoint.wwn)
