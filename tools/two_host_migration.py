@@ -145,8 +145,8 @@ def source(share):
     vhost.delete_endpoint(endpoint.wwn)
     publish(os.path.join(share, 'source.json'), {
         'endpoint': endpoint.to_dict(), 'identity': seen, 'migration': info,
-        'acknowledged': guest.acknowledged(nested.console),
-        'failed_writes': guest.failed_writes(nested.console),
+        'acknowledged': guest.acknowledged(nested.console.output),
+        'failed_writes': guest.failed_writes(nested.console.output),
         'endpoint_deleted': gone(vhost, endpoint)})
 
 
@@ -168,7 +168,7 @@ def destination(share):
         status, lines = nested.run('touch /stop; wait')
         if status:
             raise AssertionError('the writer did not stop: %s' % lines)
-        on_destination = guest.acknowledged(nested.console)
+        on_destination = guest.acknowledged(nested.console.output)
         last = max(on_destination)
         missing = [n for n in range(1, last + 1) if read_block(n) !=
                    'seq %08d' % n]
@@ -181,7 +181,7 @@ def destination(share):
     publish(os.path.join(share, 'destination.json'), {
         'endpoint': endpoint.to_dict(), 'identity': seen,
         'acknowledged': on_destination,
-        'failed_writes': guest.failed_writes(nested.console),
+        'failed_writes': guest.failed_writes(nested.console.output),
         'missing_on_lun': missing,
         'endpoint_deleted': gone(vhost, endpoint)})
 

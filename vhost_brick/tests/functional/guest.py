@@ -129,15 +129,15 @@ IDENTITY = ('echo "identity $(tail -c +5 /sys/block/$sd/device/vpd_pg80 | '
             'tr -d \'\\000\') $(cat /sys/block/$sd/device/wwid)"')
 
 
-def acknowledged(console):
+def acknowledged(lines):
     """The numbers whose writes the guest reported acknowledged."""
     return [int(match.group(1))
-            for match in map(_ACKED_RE.match, console.output) if match]
+            for match in map(_ACKED_RE.match, lines) if match]
 
 
-def failed_writes(console):
+def failed_writes(lines):
     """The writer's failure lines."""
-    return [line for line in console.output if _WRITE_FAILED_RE.match(line)]
+    return [line for line in lines if _WRITE_FAILED_RE.match(line)]
 
 
 class Console:

@@ -298,12 +298,12 @@ class SecondLibvirtHost(LibvirtHost):
 
     def _setUp(self):
         self.log_dir = self.root = self.useFixture(fixtures.TempDir()).path
-        self.uri = 'qemu+unix:///system?socket=%s/run/libvirt-sock' % (
+        self.uri = 'qemu+unix:///system?socket=%s/run_libvirt/libvirt-sock' % (
             self.root)
         subprocess.run(['ip', 'link', 'set', 'lo', 'up'], check=True)
         mounts = []
         for path in self.PRIVATE:
-            private = os.path.join(self.root, path.rsplit('/', 1)[1])
+            private = os.path.join(self.root, path[1:].replace('/', '_'))
             os.makedirs(private)
             os.makedirs(path, exist_ok=True)
             mounts.append('mount --bind %s %s' % (private, path))
