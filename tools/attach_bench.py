@@ -41,6 +41,7 @@ ratio to vhost.
 
 import argparse
 import concurrent.futures
+import contextlib
 import os
 import statistics
 import sys
@@ -62,6 +63,10 @@ from vhost_brick.tests.functional.consumers import cinder_host  # noqa
 
 ISCSI_BACKEND = 'lvm-iscsi'
 WAYS = ('vhost', 'iscsi')
+ATTACH_STEPS = ('create_export', 'initialize_connection', 'connect_volume',
+                'open')
+SEQUENTIAL = 'one after another'
+DETACH_STEPS = ('disconnect_volume', 'terminate_connection', 'remove_export')
 
 
 class Way:
@@ -73,19 +78,37 @@ class Way:
         self.properties = properties
         self.opened = opened
 
-    def attach(self, context, volume):
-        """Export and connect; the connection and device info."""
-        volume.update(self.driver.create_export(context, volume,
-                                                self.properties) or {})
-        info = self.driver.initialize_connection(volume, self.properties)
-        device = self.brick.connect_volume(info['data'])
-        self.opened(device)
+    def attach(self, context, volume, steps):
+        """Export and connect; the connection and device info.
+
+        steps gets each step's seconds, by name.
+        """
+        with step(steps, 'create_export'):
+            volume.update(self.driver.create_export(
+                context, volume, self.properties) or {})
+        with step(steps, 'initialize_connection'):
+            info = self.driver.initialize_connection(volume,
+                                                     self.properties)
+        with step(steps, 'connect_volume'):
+            device = self.brick.connect_volume(info['data'])
+        with step(steps, 'open'):
+            self.opened(device)
         return info, device
 
-    def detach(self, context, volume, info, device):
-        self.brick.disconnect_volume(info['data'], device)
-        self.driver.terminate_connection(volume, self.properties)
-        self.driver.remove_export(context, volume)
+    def detach(self, context, volume, info, device, steps):
+        with step(steps, 'disconnect_volume'):
+            self.brick.disconnect_volume(info['data'], device)
+        with step(steps, 'terminate_connection'):
+            self.driver.terminate_connection(volume, self.properties)
+        with step(steps, 'remove_export'):
+            self.driver.remove_export(context, volume)
+
+
+@contextlib.contextmanager
+def step(steps, name):
+    started = time.monotonic()
+    yield
+    steps[name] = time.monotonic() - started
 
 
 def claim_endpoint(device):
@@ -147,17 +170,13 @@ def make_ways(host, conf):
     }
 
 
-def timed(function, *args):
-    started = time.monotonic()
-    result = function(*args)
-    return time.monotonic() - started, result
-
-
 def attach_and_detach(way, context, volume):
-    """(attach seconds, detach seconds) of one volume."""
-    attach_time, (info, device) = timed(way.attach, context, volume)
-    detach_time, _ = timed(way.detach, context, volume, info, device)
-    return attach_time, detach_time
+    """(attach seconds, detach seconds, each step's seconds) of a volume."""
+    steps = {}
+    info, device = way.attach(context, volume, steps)
+    way.detach(context, volume, info, device, steps)
+    attach_time = sum(steps[name] for name in ATTACH_STEPS)
+    return attach_time, sum(steps.values()) - attach_time, steps
 
 
 def run_round(way, context, volumes, at_once):
@@ -192,6 +211,14 @@ def report(rounds):
         ratios.append('wall %.1fx' % (by_way['iscsi'][1] /
                                       by_way['vhost'][1]))
         print('  %-22s %s' % (round_name, ', '.join(ratios)))
+    print('\nWhere the time goes, one after another (median seconds per '
+          'volume):')
+    by_way = rounds[SEQUENTIAL]
+    print('  %-22s %10s %10s' % ('step', 'vhost', 'iscsi'))
+    for name in ATTACH_STEPS + DETACH_STEPS:
+        print('  %-22s %9.3fs %9.3fs' % (name, *(
+            statistics.median(t[2][name] for t in by_way[way][0])
+            for way in WAYS)))
 
 
 def main(argv=None):
@@ -200,6 +227,9 @@ def main(argv=None):
     parser.add_argument('--concurrent', type=int, default=8)
     args = parser.parse_args(argv)
     from cinder import context as cinder_context
+
+    print('Rounds: 1 volume; %d volumes one after another; %d at once'
+          % (args.sequential, args.concurrent), flush=True)
 
     with fixtures.Fixture() as cleanups, iscsi_host.iscsid():
         count = max(1, args.sequential, args.concurrent)
@@ -226,8 +256,7 @@ def main(argv=None):
         rounds = {}
         for round_name, chosen, at_once in (
                 ('1 volume', volumes[:1], False),
-                ('%d one after another' % args.sequential,
-                 volumes[:args.sequential], False),
+                (SEQUENTIAL, volumes[:args.sequential], False),
                 ('%d at once' % args.concurrent,
                  volumes[:args.concurrent], True)):
             rounds[round_name] = {}
