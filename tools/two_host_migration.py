@@ -59,6 +59,7 @@ REPO = os.path.dirname(TOOLS)
 sys.path[:0] = [TOOLS, REPO]
 import vmrun  # noqa: E402
 
+from vhost_brick.tests.functional import base  # noqa: E402
 from vhost_brick.tests.functional import guest  # noqa: E402
 
 VOLUME_ID = '5e1f0a7c-28d4-4b6e-9f3a-0c9d2b7e4a11'
@@ -140,14 +141,20 @@ def source(share):
         nested.monitor('quit')
         nested.stop()
     finally:
-        if nested.process.poll() is None:
-            nested.process.kill()
+        nested.kill()
+    finish(share, 'source', vhost, endpoint, nested, identity=seen,
+           migration=info,
+           acknowledged=guest.acknowledged(nested.console.output))
+
+
+def finish(share, role, vhost, endpoint, nested, **results):
+    """Delete the host's endpoint (its QEMU is gone); publish results."""
     vhost.delete_endpoint(endpoint.wwn)
-    publish(os.path.join(share, 'source.json'), {
-        'endpoint': endpoint.to_dict(), 'identity': seen, 'migration': info,
-        'acknowledged': guest.acknowledged(nested.console.output),
-        'failed_writes': guest.failed_writes(nested.console.output),
-        'endpoint_deleted': gone(vhost, endpoint)})
+    publish(os.path.join(share, role + '.json'), dict(
+        results, endpoint=endpoint.to_dict(),
+        failed_writes=guest.failed_writes(nested.console.output),
+        endpoint_deleted=all(ep.wwn != endpoint.wwn
+                             for ep in vhost.list_endpoints())))
 
 
 def destination(share):
@@ -175,24 +182,13 @@ def destination(share):
         nested.release()
         nested.stop()
     finally:
-        if nested.process.poll() is None:
-            nested.process.kill()
-    vhost.delete_endpoint(endpoint.wwn)
-    publish(os.path.join(share, 'destination.json'), {
-        'endpoint': endpoint.to_dict(), 'identity': seen,
-        'acknowledged': on_destination,
-        'failed_writes': guest.failed_writes(nested.console.output),
-        'missing_on_lun': missing,
-        'endpoint_deleted': gone(vhost, endpoint)})
-
-
-def gone(vhost, endpoint):
-    return all(ep.wwn != endpoint.wwn for ep in vhost.list_endpoints())
+        nested.kill()
+    finish(share, 'destination', vhost, endpoint, nested, identity=seen,
+           acknowledged=on_destination, missing_on_lun=missing)
 
 
 def read_block(number):
     """A numbered write on the LUN, read past the page cache."""
-    from vhost_brick.tests.functional import base
     return base.read_sector(LUN, guest.NUMBERED_BLOCK + number)
 
 

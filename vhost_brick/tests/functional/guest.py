@@ -353,6 +353,12 @@ class NestedGuest:
             except BrokenPipeError:
                 pass
 
+    def kill(self):
+        """Kill QEMU unless it has exited."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
     def stop(self, timeout=120):
         """Wait for the guest to power off (kill it at the deadline)."""
         try:
