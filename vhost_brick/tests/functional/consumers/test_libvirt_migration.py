@@ -128,9 +128,7 @@ class LibvirtMigrationTestCase(base.FunctionalTestCase):
         domain.expect('sda written')
 
         started = time.monotonic()
-        libvirt_host.virsh('migrate', '--live', domain.name,
-                           self.destination.uri, 'tcp://127.0.0.1',
-                           timeout=300)
+        domain.migrate(self.destination.uri)
         took = time.monotonic() - started
         self.assertNotIn(domain.name, libvirt_host.virsh('list', '--name'))
         self.assertEqual('running', libvirt_host.virsh(
