@@ -78,6 +78,23 @@ class VhostConnectorTestCase(base.TestCase):
         self.assertEqual([once, once],
                          self.vhost.create_endpoint.call_args_list)
 
+    def test_a_migrations_destination_makes_the_same_endpoint(self):
+        # Nova connects the volume on the destination host from the data
+        # it stored: that host's endpoint must present the same disk.
+        props = dict(PROPS, access_mode='ro')
+        self.connector.connect_volume(dict(props))
+        destination = mock.Mock()
+        destination.create_endpoint.return_value = self.ep
+        connector.VhostConnector(
+            None, mock.Mock(wraps=local.LocalConnector(None)),
+            vhost_executor=destination).connect_volume(dict(props))
+        self.assertEqual(
+            mock.call(DEVICE, wwn=WWN, serial=VOLUME_ID, read_only=True,
+                      discard=None),
+            destination.create_endpoint.call_args)
+        self.assertEqual(self.vhost.create_endpoint.call_args,
+                         destination.create_endpoint.call_args)
+
     def test_connect_hides_discard_cinder_says_the_volume_lacks(self):
         self.connector.connect_volume(dict(PROPS, discard=False))
         self.assertIs(False,
