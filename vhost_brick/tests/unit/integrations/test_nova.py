@@ -28,6 +28,7 @@ import unittest
 from unittest import mock
 
 import fixtures
+from lxml import etree
 from oslo_serialization import jsonutils
 
 from vhost_brick import attach
@@ -45,6 +46,7 @@ try:
     from nova.virt.libvirt import config as vconfig
     from nova.virt.libvirt import driver as libvirt_driver
     from nova.virt.libvirt import guest as libvirt_guest
+    from nova.virt.libvirt import migration as libvirt_migration
     from nova.virt.libvirt.volume import volume as libvirt_volume
     from os_brick.initiator.connectors import iscsi as iscsi_connector
     from os_brick.initiator.connectors import local as local_connector
@@ -440,6 +442,28 @@ class LiveMigrationTestCase(NovaTestCase):
                 None, migrate_data)
         self.connector.connect_volume.assert_called_once_with(info['data'])
         self.assertEqual(WWN, info['data']['wwpn'])
+
+    def test_the_migration_xml_keeps_the_hostdev_and_the_setting(self):
+        # What Nova's _live_migration gives libvirt for the destination:
+        # the running domain's XML, updated for the destination host.
+        self.connector.migratable = True
+        info = connection_info()
+        # libvirt gives the running domain's XML as it would migrate it.
+        guest = mock.Mock(name='Guest')
+        guest.get_xml_desc.return_value = self.guest_xml(info)
+        migrate_data = objects.LibvirtLiveMigrateData(
+            serial_listen_addr='127.0.0.1', serial_listen_ports=[],
+            supported_perf_events=[], bdms=[])
+        instance = mock.Mock(flavor=mock.Mock(extra_specs={}))
+        xml = libvirt_migration.get_updated_guest_xml(
+            instance, guest, migrate_data, self.driver._get_volume_config)
+        guest.get_xml_desc.assert_called_once_with(dump_migratable=True)
+        self.assertTrue(attach.libvirt_domain_migratable(xml))
+        self.assertEqual(
+            [(WWN, 'ua-' + VOLUME_ID)],
+            [(hostdev.find('source').get('wwpn'),
+              hostdev.find('alias').get('name'))
+             for hostdev in etree.fromstring(xml).iter('hostdev')])
 
     def test_the_source_disconnects_after_the_switchover(self):
         info = connection_info()
