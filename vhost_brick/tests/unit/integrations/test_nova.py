@@ -433,6 +433,7 @@ class LiveMigrationTestCase(NovaTestCase):
         migrate_data = objects.LibvirtLiveMigrateData(
             is_shared_block_storage=True, is_shared_instance_path=True,
             block_migration=False)
+        self.driver._host.find_secret.return_value = None  # not encrypted
         with mock.patch.object(self.driver,
                                '_pre_live_migration_plug_vifs'), \
                 mock.patch.object(self.driver, '_supported_perf_events',
