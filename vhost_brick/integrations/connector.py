@@ -62,8 +62,12 @@ def factory(protocol, root_helper, driver=None, use_multipath=False,
     """os-brick's connector factory, its connector wrapped for vhost.
 
     Takes the arguments of ``InitiatorConnector.factory``; ``protocol``
-    names the inner connector (``ISCSI``, ``RBD``, ``LOCAL``, ...).
+    names the inner connector (``ISCSI``, ``RBD``, ``LOCAL``, ...). An
+    RBD volume is mapped on the host (``do_local_attach``, krbd) unless
+    told otherwise: vhost exports a block device, not librbd's handle.
     """
+    if isinstance(protocol, str) and protocol.upper() == initiator.RBD:
+        kwargs.setdefault('do_local_attach', True)
     inner = brick_connector.InitiatorConnector.factory(
         protocol, root_helper, driver=driver, use_multipath=use_multipath,
         device_scan_attempts=device_scan_attempts, arch=arch, *args,

@@ -257,6 +257,13 @@ class FactoryTestCase(base.TestCase):
             self.assertTrue(connector.factory(protocol, 'sudo').migratable,
                             protocol)
 
+    def test_an_rbd_volume_is_mapped_as_a_block_device(self):
+        self.assertTrue(connector.factory('RBD', 'sudo').inner.do_local_attach)
+
+    def test_an_rbd_local_attach_may_still_be_turned_off(self):
+        self.assertFalse(connector.factory(
+            'rbd', 'sudo', do_local_attach=False).inner.do_local_attach)
+
     def test_a_device_of_this_host_alone_is_not_migratable(self):
         self.assertFalse(connector.factory('LOCAL', 'sudo').migratable)
 
