@@ -238,7 +238,7 @@ class EndToEndTestCase(base.FunctionalTestCase):
                              '%s of %s' % (call, disk))
             fresh = 'after-refused-%s-' % call + os.urandom(8).hex()
             base.write_sector(path, 32, fresh)
-            self.assertEqual(fresh, domain.base.read_sector(disk, 32),
+            self.assertEqual(fresh, domain.read_sector(disk, 32),
                              'in use: the guest lost %s after a refused %s'
                              % (disk, call))
 
@@ -292,7 +292,7 @@ class EndToEndTestCase(base.FunctionalTestCase):
         self.assertEqual(
             'sda sector0=' + boot_sector0, domain.expect('sda sector0='),
             'hard reboot: the guest did not find its disk')
-        self.assertEqual(before_reboot, domain.base.read_sector('sda', 32),
+        self.assertEqual(before_reboot, domain.read_sector('sda', 32),
                          'hard reboot: the guest reads other data')
 
         # 8. Once the domain is destroyed, Nova's disconnect (with only
