@@ -28,7 +28,6 @@ import unittest
 from unittest import mock
 
 import fixtures
-from lxml import etree
 from oslo_serialization import jsonutils
 
 from vhost_brick import attach
@@ -37,6 +36,7 @@ from vhost_brick.integrations import cinder_target
 from vhost_brick.tests import base
 
 try:
+    from lxml import etree
     from nova.api.openstack import api_version_request
     from nova.api.openstack import wsgi as nova_wsgi
     from nova.compute import api as compute_api
@@ -433,9 +433,12 @@ class LiveMigrationTestCase(NovaTestCase):
         migrate_data = objects.LibvirtLiveMigrateData(
             is_shared_block_storage=True, is_shared_instance_path=True,
             block_migration=False)
-        self.driver._host.find_secret.return_value = None  # not encrypted
-        with mock.patch.object(self.driver,
-                               '_pre_live_migration_plug_vifs'), \
+        # Not encrypted: no libvirt secret here, none in Cinder's metadata.
+        self.driver._host.find_secret.return_value = None
+        with mock.patch.object(self.driver, '_get_volume_encryption',
+                               return_value={}), \
+                mock.patch.object(self.driver,
+                                  '_pre_live_migration_plug_vifs'), \
                 mock.patch.object(self.driver, '_supported_perf_events',
                                   [], create=True):
             self.driver.pre_live_migration(
