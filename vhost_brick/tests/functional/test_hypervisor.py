@@ -521,3 +521,25 @@ class NotYetBootedGuestTestCase(base.FunctionalTestCase):
         self.assertEqual(0, qemu.stop())
         self.executor.delete_endpoint(endpoint.wwn)
         self.assertNotIn(endpoint.wwn, base.vhost_targets())
+
+    def migrate_never_booted(self, migratable):
+        """What QEMU answers to a migration of a guest on an endpoint."""
+        endpoint = self.create(self.make_disk())
+        qemu = guest.NestedGuest(endpoint, 'never-booted', paused=True,
+                                 migratable=migratable)
+        qemu.start()
+        self.addCleanup(qemu.stop)
+        answer = qemu.monitor('migrate -d unix:/run/vhost-brick-nowhere-%s'
+                              % os.urandom(4).hex())
+        self.assertIn('prelaunch', qemu.monitor('info status'))
+        qemu.monitor('quit')
+        return answer
+
+    def test_qemu_refuses_to_migrate_a_device_not_migratable(self):
+        self.assertIn('vhost-scsi does not support migration',
+                      self.migrate_never_booted(migratable=None))
+
+    def test_a_migratable_device_does_not_block_the_migration(self):
+        # It fails for want of a destination, not for the device.
+        self.assertNotIn('vhost-scsi does not support migration',
+                         self.migrate_never_booted(migratable=True))
