@@ -33,6 +33,9 @@ From "the volume exists" to "a hypervisor can open it" (attach), and back
   ``iscsid``) until the SCSI disk is there and its first sector reads.
   Detach: the same three calls.
 
+The one stand-in: Cinder's database, which the iSCSI target reads for a
+volume's CHAP credentials at each export (:class:`VolumeRecords`).
+
 One volume, ``--sequential`` volumes one after another, ``--concurrent``
 at once (threads, as a compute host starting many instances); medians
 per volume (and the wall time of the concurrent round), and iSCSI's
@@ -48,6 +51,7 @@ import sys
 import time
 
 import fixtures
+import os_brick
 from oslo_config import cfg
 from oslo_config import fixture as config_fixture
 
@@ -126,7 +130,7 @@ def read_first_sector(device):
         os.close(fd)
 
 
-def iscsi_driver(host, conf):
+def iscsi_driver(host, conf, records):
     """Cinder's stock LVM driver with the LIO iSCSI target on 127.0.0.1."""
     from cinder import context
     from cinder.volume import configuration
@@ -146,10 +150,24 @@ def iscsi_driver(host, conf):
         host='%s@%s' % (cfg.CONF.host, ISCSI_BACKEND))
     driver.do_setup(context.get_admin_context())
     driver.check_for_setup_error()
+    driver.target_driver.db = records
     return driver
 
 
-def make_ways(host, conf):
+class VolumeRecords(dict):
+    """Cinder's database, as far as its iSCSI target reads it.
+
+    The target looks a volume up for its CHAP credentials at each
+    export; the volumes here live in this dict, by id, not in a database
+    (the one stand-in of the bench; one query in a real deployment).
+    """
+
+    def volume_get(self, context, volume_id):
+        volume = self[volume_id]
+        return {'provider_auth': volume.get('provider_auth', None)}
+
+
+def make_ways(host, conf, records):
     from os_brick.initiator import connector as brick_connector
 
     properties = brick_connector.get_connector_properties(
@@ -163,7 +181,7 @@ def make_ways(host, conf):
         'vhost': Way(vhost_driver, vhost_connector.factory(
             'LOCAL', cinder_host.ROOT_HELPER), vhost_properties,
             claim_endpoint),
-        'iscsi': Way(iscsi_driver(host, conf),
+        'iscsi': Way(iscsi_driver(host, conf, records),
                      brick_connector.InitiatorConnector.factory(
                          'ISCSI', cinder_host.ROOT_HELPER),
                      properties, read_first_sector),
@@ -226,6 +244,9 @@ def main(argv=None):
     parser.add_argument('--sequential', type=int, default=50)
     parser.add_argument('--concurrent', type=int, default=8)
     args = parser.parse_args(argv)
+    # Cinder registers command-line options (its logging's) when its
+    # config module is imported: before the parse, as in cinder-volume.
+    from cinder.common import config  # noqa: F401
     from cinder import context as cinder_context
 
     print('Rounds: 1 volume; %d volumes one after another; %d at once'
@@ -243,13 +264,16 @@ def main(argv=None):
         config_file = os.path.join(cinder_host.ETC, 'cinder.conf')
         open(config_file, 'w').close()
         cfg.CONF(['--config-file', config_file], project='cinder')
+        os_brick.setup(cfg.CONF)  # as cinder-volume does once configured
         conf = cleanups.useFixture(config_fixture.Config(cfg.CONF))
         # LioAdm and os-brick's connect serialize with external locks.
         conf.config(group='oslo_concurrency', lock_path=cleanups.useFixture(
             fixtures.TempDir()).path)
-        ways = make_ways(host, conf)
+        records = VolumeRecords()
+        ways = make_ways(host, conf, records)
         context = cinder_context.get_admin_context()
         volumes = [host.new_volume(context) for _ in range(count)]
+        records.update((volume.id, volume) for volume in volumes)
         for volume in volumes:
             ways['vhost'].driver.create_volume(volume)
             cleanups.addCleanup(ways['vhost'].driver.delete_volume, volume)
