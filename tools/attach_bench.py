@@ -264,11 +264,11 @@ def main(argv=None):
         config_file = os.path.join(cinder_host.ETC, 'cinder.conf')
         open(config_file, 'w').close()
         cfg.CONF(['--config-file', config_file], project='cinder')
-        os_brick.setup(cfg.CONF)  # as cinder-volume does once configured
         conf = cleanups.useFixture(config_fixture.Config(cfg.CONF))
         # LioAdm and os-brick's connect serialize with external locks.
         conf.config(group='oslo_concurrency', lock_path=cleanups.useFixture(
             fixtures.TempDir()).path)
+        os_brick.setup(cfg.CONF)  # as cinder-volume, once configured
         records = VolumeRecords()
         ways = make_ways(host, conf, records)
         context = cinder_context.get_admin_context()
