@@ -241,7 +241,11 @@ def libvirt_domain_migratable(domain_xml):
     :raises: :class:`~vhost_brick.exception.Invalid` for XML that is not
              a domain
     """
-    args = _migratable_args(_parse_domain(domain_xml))
+    return _has_migratable_global(_parse_domain(domain_xml))
+
+
+def _has_migratable_global(domain):
+    args = _migratable_args(domain)
     return any(first == '-global' and second == MIGRATABLE_GLOBAL
                for first, second in zip(args, args[1:]))
 
@@ -262,9 +266,9 @@ def libvirt_migratable_xml(domain_xml):
     :raises: :class:`~vhost_brick.exception.Invalid` for XML that is not
              a domain
     """
-    if libvirt_domain_migratable(domain_xml):
-        return domain_xml
     domain = _parse_domain(domain_xml)
+    if _has_migratable_global(domain):
+        return domain_xml
     commandline = ElementTree.SubElement(domain, _qemu_tag('commandline'))
     for value in ('-global', MIGRATABLE_GLOBAL):
         ElementTree.SubElement(commandline, _qemu_tag('arg'),
