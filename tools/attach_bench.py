@@ -13,8 +13,9 @@
 
 """Attach Cinder LVM volumes for a hypervisor two ways, and time it.
 
-Usage, as root in the throw-away VM (tools/attach-bench.sh runs it there),
-with Cinder, os-brick and vhost_brick importable::
+Usage, as root in the throw-away VM (tools/benchmark.sh runs it there,
+before tools/benchmark.py), with Cinder, os-brick and vhost_brick
+importable::
 
     python3 tools/attach_bench.py [--sequential 50] [--concurrent 8]
 
@@ -249,7 +250,8 @@ def main(argv=None):
     from cinder.common import config  # noqa: F401
     from cinder import context as cinder_context
 
-    print('Rounds: 1 volume; %d volumes one after another; %d at once'
+    started = time.monotonic()
+    print('Attach: 1 volume; %d volumes one after another; %d at once'
           % (args.sequential, args.concurrent), flush=True)
 
     with fixtures.Fixture() as cleanups, iscsi_host.iscsid():
@@ -289,6 +291,8 @@ def main(argv=None):
                     ways[way], context, chosen, at_once)
                 print('%s, %s: done' % (round_name, way), flush=True)
         report(rounds)
+    print('\nattach rows: %.1f minutes' % ((time.monotonic() - started) / 60),
+          flush=True)
     return 0
 
 

@@ -343,6 +343,12 @@ class Bench:
         self.population = []
         self.samples = {}
         self.startup = {}
+        self.started = time.monotonic()
+
+    def progress(self, what):
+        """Say what the run does next and when: where its time goes."""
+        print('[%5.1f min] %s' % ((time.monotonic() - self.started) / 60,
+                                  what), flush=True)
 
     def wwn(self):
         self.serial += 1
@@ -543,13 +549,17 @@ class Bench:
                  'endpoint' % level, seconds / level, floor_op='create')
 
     def measure(self, level):
+        self.progress('N=%d: single operations ...' % level)
         for _ in range(self.args.reps):
             for approach in self.approaches(level):
                 self.cycle(level, approach)
         self.check_population('after the cycles')
+        self.progress('N=%d: lists ...' % level)
         for _ in range(self.args.reps):
             self.measure_lists(level)
+        self.progress('N=%d: batch ...' % level)
         self.measure_batch(level)
+        self.progress('N=%d: restore ...' % level)
         self.measure_restore(level)
 
     def medians(self):
@@ -706,12 +716,15 @@ def main():
              args.slow_max), flush=True)
     install_rootwrap()
     bench = Bench(args)
+    bench.progress('process start-up ...')
     bench.startup = measure_startup(args.reps)
+    bench.progress('warm-up ...')
     bench.warm_up()
     for level in levels:
+        bench.progress('populating to N=%d ...' % level)
         bench.populate(level)
-        print('measuring at N=%d ...' % level, flush=True)
         bench.measure(level)
+    bench.progress('control-plane rows done')
     bench.report(levels)
 
 
