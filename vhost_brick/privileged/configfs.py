@@ -108,13 +108,19 @@ def read_serial(storage_dir):
         if serial.startswith(_SERIAL_PREFIX) else serial
 
 
-def linked_storage(lun_dir):
-    """The configfs path of the storage object lun_dir links, or None."""
+def lun_link(lun_dir):
+    """(link name, storage object path) of lun_dir's link, or None."""
     for entry in os.scandir(lun_dir):
         if entry.is_symlink():
             hba, name = os.readlink(entry.path).rsplit('/', 2)[-2:]
-            return '%s/%s/%s' % (CORE, hba, name)
+            return entry.name, '%s/%s/%s' % (CORE, hba, name)
     return None
+
+
+def linked_storage(lun_dir):
+    """The configfs path of the storage object lun_dir links, or None."""
+    link = lun_link(lun_dir)
+    return link[1] if link else None
 
 
 def storage_objects(skip_hba=None):

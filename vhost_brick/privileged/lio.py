@@ -14,12 +14,12 @@
 
 An endpoint is a vhost target with TPG 1, its nexus and LUN 0 linking
 one of our backstores (:mod:`~vhost_brick.privileged.backstores`).
-Endpoints are removed through rtslib-fb, which also checks WWNs and
-sets up configfs; reads, and the target, TPG and LUN of a create, go to
-configfs directly (:mod:`~vhost_brick.privileged.configfs`), so that
-every operation costs the same however many LIO objects the host has
-and a create does no more than the kernel needs (rtslib-fb would look
-each new object up again, level by level).
+rtslib-fb checks WWNs and sets up configfs for a create; the objects
+themselves are made, read and removed in configfs directly
+(:mod:`~vhost_brick.privileged.configfs`), so that every operation costs
+the same however many LIO objects the host has and does no more than the
+kernel needs (rtslib-fb would look each object up again, level by
+level).
 
 This is the only module that imports rtslib-fb, and it does so lazily:
 rtslib needs libudev at import time and touches configfs as soon as it
@@ -429,19 +429,22 @@ def list_endpoints():
 def delete(wwn, claimer=None):
     """Delete endpoint wwn unless a hypervisor holds it.
 
+    In configfs directly, as the floor of the benchmark does it: rtslib-fb
+    would look every object up again, level by level, on the way down.
+
     :param claimer: a :class:`vhostdev.Claimer` to hold the endpoint with,
                     so that a batch shares one vhost device; None uses one
                     of its own
     :returns: False when there was no such endpoint
     """
     wwn = validation.validate_wwn(wwn)
-    with _translated() as rtslib:
-        _prepare(rtslib)
-        target = _lookup_target(rtslib, wwn)
-        if target is None:
+    with _os_errors_translated():
+        target = configfs.target_dir(wwn)
+        if not os.path.isdir(target):
             backstores.remove_leftover(wwn)
             return False
-        tpgs = list(target.tpgs)
+        tpgs = ['%s/tpgt_%d' % (target, tag)
+                for tag in configfs.numbered(target, 'tpgt_')]
         with (vhostdev.Claimer() if claimer is None
               else contextlib.nullcontext(claimer)) as claimer:
             if wwn in claimer.named_by_hypervisors():
@@ -450,21 +453,23 @@ def delete(wwn, claimer=None):
                 raise exception.EndpointInUse(wwn=wwn)
             # Hold the endpoint while its LUNs go, so no hypervisor can
             # attach it half-deleted (one without a nexus cannot be held).
-            with (claimer.claim(wwn) if any(tpg.nexus for tpg in tpgs)
+            with (claimer.claim(wwn)
+                  if any(configfs.read(tpg + '/nexus') for tpg in tpgs)
                   else contextlib.nullcontext()):
-                _check_removable(wwn, target, tpgs)
-                removed = _remove_luns(rtslib, tpgs)
+                luns = _check_removable(wwn, target, tpgs)
+                removed = _remove_luns(luns)
         try:
-            target.delete()
+            for directory in tpgs + [target]:
+                os.rmdir(directory)
         except OSError as err:
             if err.errno != errno.EBUSY:
                 raise
             # A hypervisor attached between the claim and the rmdir.
-            _restore_luns(rtslib, removed)
+            _restore_luns(removed)
             raise exception.EndpointInUse(wwn=wwn) from err
         # Our backstore is where our LUN linked it, in whichever HBA.
-        own = {storage.path for _tpg, _lun, storage in removed
-               if storage.name == backstores.name_of(wwn)}
+        own = {storage for _lun, _link, storage in removed
+               if os.path.basename(storage) == backstores.name_of(wwn)}
         for path in own:
             backstores.remove(path)
         if not own:
@@ -480,51 +485,50 @@ def _check_removable(wwn, target, tpgs):
     directory to QEMU's user while a domain uses it and gives it back
     after; one not given back would let the LUNs go and then stop at the
     TPG.
+
+    :returns: the LUN directories of tpgs
     """
-    directories = [os.path.dirname(target.path), target.path]
-    for tpg in tpgs:
-        directories += [tpg.path, os.path.join(tpg.path, 'lun')]
-        directories += [lun.path for lun in tpg.luns]
-    for directory in directories:
+    luns = ['%s/lun/lun_%d' % (tpg, number) for tpg in tpgs
+            for number in configfs.numbered(tpg + '/lun', 'lun_')]
+    directories = [os.path.dirname(target), target]
+    directories += [path for tpg in tpgs for path in (tpg, tpg + '/lun')]
+    for directory in directories + luns:
         if not os.access(directory, os.W_OK | os.X_OK, effective_ids=True):
             raise exception.EndpointNotOwned(
                 wwn=wwn, path=directory, uid=os.stat(directory).st_uid)
+    return luns
 
 
-def _storage_of(rtslib, lun):
-    """The LUN's storage object, or None for a LUN without its link.
+def _remove_luns(luns):
+    """Delete the LUN directories luns; return what puts them back.
 
-    A LUN directory whose link is missing is what an interrupted create
-    or delete (ours or another tool's) leaves between its two steps.
+    A LUN goes when its link to the storage object does; its directory
+    after. One without its link, what an interrupted create or delete
+    (ours or another tool's) leaves between its two steps, is only a
+    directory.
+
+    :returns: (LUN directory, link name, storage object path) of each
+              LUN that exported a storage object
     """
-    try:
-        return lun.storage_object
-    except rtslib.RTSLibError:
-        return None
-
-
-def _remove_luns(rtslib, tpgs):
-    """Delete every LUN of tpgs; return what is needed to put them back."""
     removed = []
     try:
-        for tpg in tpgs:
-            for lun in list(tpg.luns):
-                storage = _storage_of(rtslib, lun)
-                if storage is None:
-                    os.rmdir(lun.path)  # rtslib cannot delete it
-                    continue
-                lun.delete()
-                removed.append((tpg, lun.lun, storage))
+        for lun in luns:
+            link = configfs.lun_link(lun)
+            if link is not None:
+                os.unlink(os.path.join(lun, link[0]))
+                removed.append((lun,) + link)
+            os.rmdir(lun)
     except BaseException:
-        _restore_luns(rtslib, removed)
+        _restore_luns(removed)
         raise
     return removed
 
 
-def _restore_luns(rtslib, removed):
-    for tpg, lun, storage in removed:
+def _restore_luns(removed):
+    for lun, link, storage in removed:
         try:
-            rtslib.LUN(tpg, lun, storage)
-        except (rtslib.RTSLibError, OSError):
-            LOG.exception('Could not restore LUN %(lun)d of %(tpg)s',
-                          {'lun': lun, 'tpg': tpg})
+            if not os.path.isdir(lun):
+                os.mkdir(lun)
+            os.symlink(storage, os.path.join(lun, link))
+        except OSError:
+            LOG.exception('Could not restore LUN %s', lun)

@@ -162,14 +162,24 @@ class CrashTestCase(HostTestCase):
         self.assertRaises(SystemExit, lio._build, self.device(DEVICE), WWN,
                           NEXUS, 's', False, None)
 
-    def test_intent_is_recorded_before_lio_is_touched(self):
+    def test_intent_is_recorded_before_a_create_touches_lio(self):
         seen = []
         self.prepare.side_effect = lambda rtslib: seen.append(self.status())
         host.create(self.record, ALLOWED, DEVICE, wwn=WWN)
-        self.assertEqual('creating', seen[-1])
-        seen.clear()
+        self.assertEqual(['creating'], seen)
+
+    def test_intent_is_recorded_before_a_delete_removes_anything(self):
+        host.create(self.record, ALLOWED, DEVICE, wwn=WWN)
+        seen = []
+        real_remove_luns = lio._remove_luns
+
+        def remove_luns(luns):
+            seen.append(self.status())
+            return real_remove_luns(luns)
+        self.useFixture(fixtures.MockPatchObject(
+            lio, '_remove_luns', side_effect=remove_luns))
         host.delete(self.record, WWN)
-        self.assertEqual('deleting', seen[-1])
+        self.assertEqual(['deleting'], seen)
 
     def test_create_after_a_crashed_create_converges(self):
         for step in ('storage', 'target', 'tpg', 'nexus', 'lun'):

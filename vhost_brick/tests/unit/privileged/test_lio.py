@@ -696,8 +696,18 @@ class DeleteTestCase(LioTestCase):
 
     def test_lun_removal_failure_puts_removed_luns_back(self):
         self.create(DEVICE, wwn=WWN)
+        tpg = fake_rtslib.STATE.targets[('vhost', WWN)].tpgs[0]
+        fake_rtslib.LUN(tpg, 1, fake_rtslib.BlockStorageObject(
+            'disk0', dev='/dev/sdz'))
         before = fake_rtslib.snapshot()
-        fake_rtslib.STATE.fail_on['delete_lun'] = OSError(errno.EIO, 'io')
+        second = '%s/lun/lun_1/' % tpg.path
+        real_unlink = os.unlink
+
+        def unlink(path, **kwargs):
+            if path.startswith(second):
+                raise OSError(errno.EIO, 'io', path)
+            real_unlink(path, **kwargs)
+        self.useFixture(fixtures.MonkeyPatch('os.unlink', unlink))
         self.assertRaises(exception.BackendError, lio.delete, WWN)
         self.assertEqual(before, fake_rtslib.snapshot())
 
