@@ -60,12 +60,6 @@ def _rtslib():
                    'and libudev' % err) from err
 
 
-def _not_found_error(rtslib):
-    """rtslib-fb 2.2 renamed RTSLibNotInCFS to RTSLibNotInCFSError."""
-    return getattr(rtslib.utils, 'RTSLibNotInCFSError', None) or \
-        rtslib.utils.RTSLibNotInCFS
-
-
 @contextlib.contextmanager
 def _os_errors_translated():
     """Translate OS errors raised inside the block."""
@@ -178,10 +172,6 @@ def _rtslib_version():
     return getattr(rtslib, '__version__', None)
 
 
-def _vhost_fabric(rtslib):
-    return rtslib.FabricModule('vhost')
-
-
 def _ensure_vhost_fabric():
     """Make the vhost fabric's directory, loading vhost_scsi, if missing.
 
@@ -199,16 +189,6 @@ def _ensure_vhost_fabric():
         raise exception.KernelSupportMissing(
             reason='cannot make the vhost fabric in configfs (%s); run '
                    '"modprobe vhost_scsi"' % err) from err
-
-
-def _lookup_target(rtslib, wwn):
-    """Return the vhost target with this WWN, or None."""
-    if not os.path.isdir(configfs.target_dir(wwn)):
-        return None
-    try:
-        return rtslib.Target(_vhost_fabric(rtslib), wwn, mode='lookup')
-    except _not_found_error(rtslib):
-        return None
 
 
 def _describe(wwn):
