@@ -126,8 +126,8 @@ class Identities:
 
     def __init__(self, index):
         self._index = index
-        # Serial digits to {owner (HBA/name): its configfs path}.
-        self._by_digits = None
+        # Others' serial digits to {owner (HBA/name): its configfs path}.
+        self._others = None
         # Our backstores' names to their serial digits.
         self._ours = None
 
@@ -149,39 +149,30 @@ class Identities:
             raise exception.SerialInUse(serial=serial,
                                         designator=naa_designator(serial),
                                         owner=', '.join(others))
-        previous = self._forget(name)
-        self._remember(name, digits)
+        previous = self._ours.pop(name, None)
+        self._ours[name] = digits
         self._index.update(new=[(name, digits)],
                            stale=[(name, previous)] if previous else [])
 
     def release(self, name):
         """Forget a claim whose backstore was not made after all."""
         self._load()
-        digits = self._forget(name)
+        digits = self._ours.pop(name, None)
         if digits is not None:
             self._index.update(stale=[(name, digits)])
 
     def _owners(self, digits):
         """Owners whose serial gives digits with LIO's company id."""
-        candidates = self._by_digits.get(digits, {})
+        candidates = dict(self._others.get(digits, {}))
+        candidates.update((_owner(HBA, name), path_of(name))
+                          for name, ours in self._ours.items()
+                          if ours == digits)
         return [owner for owner, path in sorted(candidates.items())
                 if _gives(path, digits)]
 
-    def _remember(self, name, digits):
-        self._ours[name] = digits
-        self._by_digits.setdefault(digits, {})[_owner(HBA, name)] = \
-            path_of(name)
-
-    def _forget(self, name):
-        digits = self._ours.pop(name, None)
-        if digits is not None:
-            self._by_digits[digits].pop(_owner(HBA, name), None)
-        return digits
-
     def _load(self):
-        if self._by_digits is None:
-            self._by_digits = {}
-            self._ours = {}
+        if self._others is None:
+            self._others = {}
             self._read_others()
             self._list_ours()
 
@@ -191,11 +182,16 @@ class Identities:
             with contextlib.suppress(FileNotFoundError):
                 serial = configfs.read_serial(path)
                 if serial:
-                    self._by_digits.setdefault(_serial_digits(serial), {})[
+                    self._others.setdefault(_serial_digits(serial), {})[
                         _owner(hba, name)] = path
 
     def _list_ours(self):
-        """Take our backstores' digits from the index, settling it."""
+        """Take our backstores' digits from the index, settling it.
+
+        The part of a create whose cost grows with our endpoints: built
+        with comprehensions, and configfs paths made only for the few
+        backstores read or compared, not for every one.
+        """
         indexed = {}
         for name, digits in self._index.entries():
             indexed.setdefault(name, []).append(digits)
@@ -203,17 +199,15 @@ class Identities:
         stale = [(name, digits) for name, entries in indexed.items()
                  if name not in present or len(entries) > 1
                  for digits in entries]
+        self._ours = {name: entries[0] for name, entries in indexed.items()
+                      if len(entries) == 1 and name in present}
         new = []
-        for name in sorted(present):
-            entries = indexed.get(name, ())
-            if len(entries) == 1:
-                self._remember(name, entries[0])
-                continue
+        for name in sorted(present.difference(self._ours)):
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 serial = configfs.read_serial(path_of(name))
                 if serial:
-                    self._remember(name, _serial_digits(serial))
-                    new.append((name, _serial_digits(serial)))
+                    self._ours[name] = _serial_digits(serial)
+                    new.append((name, self._ours[name]))
         if new or stale:
             self._index.update(new=new, stale=stale)
 
