@@ -436,7 +436,8 @@ def delete(wwn, claimer=None):
             with (claimer.claim(wwn)
                   if any(configfs.read(tpg + '/nexus') for tpg in tpgs)
                   else contextlib.nullcontext()):
-                luns = _check_removable(wwn, target, tpgs)
+                acls, luns = _check_removable(wwn, target, tpgs)
+                _remove_acls(acls)
                 removed = _remove_luns(luns)
         try:
             for directory in tpgs + [target]:
@@ -466,17 +467,36 @@ def _check_removable(wwn, target, tpgs):
     after; one not given back would let the LUNs go and then stop at the
     TPG.
 
-    :returns: the LUN directories of tpgs
+    :returns: the node ACL and the LUN directories of tpgs
     """
+    acls = [acl for tpg in tpgs for acl in configfs.glob_dirs(tpg, 'acls/*')]
     luns = ['%s/lun/lun_%d' % (tpg, number) for tpg in tpgs
             for number in configfs.numbered(tpg + '/lun', 'lun_')]
     directories = [os.path.dirname(target), target]
-    directories += [path for tpg in tpgs for path in (tpg, tpg + '/lun')]
+    directories += [path for tpg in tpgs
+                    for path in (tpg, tpg + '/acls', tpg + '/lun')]
+    directories += [path for acl in acls
+                    for path in [acl] + configfs.glob_dirs(acl, 'lun_*')]
     for directory in directories + luns:
         if not os.access(directory, os.W_OK | os.X_OK, effective_ids=True):
             raise exception.EndpointNotOwned(
                 wwn=wwn, path=directory, uid=os.stat(directory).st_uid)
-    return luns
+    return acls, luns
+
+
+def _remove_acls(acls):
+    """Remove node ACLs, each after its mapped LUNs, as rtslib-fb does.
+
+    vhost_brick makes none, another tool may have. Like rtslib-fb's
+    delete, a delete that fails later does not put them back.
+    """
+    for acl in acls:
+        for mapped in configfs.glob_dirs(acl, 'lun_*'):
+            for entry in os.scandir(mapped):
+                if entry.is_symlink():
+                    os.unlink(entry.path)
+            os.rmdir(mapped)
+        os.rmdir(acl)
 
 
 def _remove_luns(luns):

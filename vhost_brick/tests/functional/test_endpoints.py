@@ -171,6 +171,18 @@ class DeleteTestCase(base.FunctionalTestCase):
                           'backstores': [backstores.name_of(ep.wwn)]},
                          self.executor.cleanup())
 
+    def test_delete_removes_node_acls_another_tool_made(self):
+        # vhost_brick makes none; targetcli can, as rtslib-fb does here.
+        ep = self.executor.create_endpoint(self.make_disk())
+        rtslib = lio._rtslib()
+        tpg = rtslib.TPG(rtslib.Target(rtslib.FabricModule('vhost'),
+                                       ep.wwn, mode='lookup'), 1)
+        acl = rtslib.NodeACL(tpg, 'naa.5001405f0000ac01', mode='create')
+        rtslib.MappedLUN(acl, 0, tpg_lun=rtslib.LUN(tpg, 0))
+        self.executor.delete_endpoint(ep.wwn)
+        self.assertNotIn(ep.wwn, base.vhost_targets())
+        self.assertNotIn(backstores.name_of(ep.wwn), base.own_backstores())
+
     def test_cleanup_removes_a_backstore_in_an_hba_of_its_own(self):
         # Where versions before HBA_INDEX put each backstore.
         name = backstores.name_of('naa.5001405abc0000aa')

@@ -43,8 +43,8 @@ _real_mkdir = os.mkdir
 _real_rmdir = os.rmdir
 _real_symlink = os.symlink
 # Directories configfs makes along with their parent, and removes with it.
-DEFAULT_GROUPS = ('wwn', 'lun', 'attrib', 'statistics', 'scsi_tgt_dev',
-                  'scsi_tgt_port')
+DEFAULT_GROUPS = ('wwn', 'lun', 'acls', 'attrib', 'statistics',
+                  'scsi_tgt_dev', 'scsi_tgt_port')
 # The counters under statistics/ that vhost_brick reads, by directory.
 STORAGE_COUNTERS = ('scsi_tgt_dev/resets', 'scsi_tgt_dev/aborts_complete',
                     'scsi_tgt_dev/aborts_no_task')
@@ -170,6 +170,7 @@ def mkdir(path, mode=0o777, **kwargs):
     elif _TPG_DIR.match(rel):
         _write(os.path.join(path, 'nexus'), '')
         _real_mkdir(os.path.join(path, 'lun'))
+        _real_mkdir(os.path.join(path, 'acls'))
 
 
 # A backstore's attributes that vhost_brick reads or writes, as made.

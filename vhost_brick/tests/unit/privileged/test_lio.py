@@ -739,6 +739,18 @@ class DeleteTestCase(LioTestCase):
         self.assertEqual({'storage': [], 'targets': []},
                          fake_rtslib.snapshot())
 
+    def test_delete_removes_node_acls_and_their_mapped_luns(self):
+        # vhost_brick makes none; targetcli can, and rtslib-fb's delete
+        # removed them.
+        self.create(DEVICE, wwn=WWN)
+        tpg = fake_rtslib.STATE.targets[('vhost', WWN)].tpgs[0].path
+        mapped = tpg + '/acls/naa.5001405ccccccccc/lun_0'
+        os.makedirs(mapped)
+        os.symlink(tpg + '/lun/lun_0', mapped + '/link')
+        self.assertTrue(lio.delete(WWN))
+        self.assertEqual({'storage': [], 'targets': []},
+                         fake_rtslib.snapshot())
+
     def test_delete_endpoint_without_nexus_needs_no_claim(self):
         target = fake_rtslib.Target(fake_rtslib.FabricModule('vhost'), WWN,
                                     mode='create')
